@@ -1,0 +1,87 @@
+import type { ErrorRequestHandler, Response } from "express";
+import type { Logger } from "./logger.js";
+
+export type FieldError = { path: string; message: string };
+
+const CODES = {
+  validation: { status: 400, title: "Request validation failed" },
+  malformed_json: { status: 400, title: "Malformed JSON body" },
+  bad_request: { status: 400, title: "Bad request" },
+  not_found: { status: 404, title: "Not found" },
+  method_not_allowed: { status: 405, title: "Method not allowed" },
+  idempotency_in_progress: { status: 409, title: "Request with this Idempotency-Key is in progress" },
+  payload_too_large: { status: 413, title: "Payload too large" },
+  unsupported_media_type: { status: 415, title: "Unsupported media type" },
+  idempotency_mismatch: { status: 422, title: "Idempotency-Key reused with a different request" },
+  queue_unavailable: { status: 503, title: "Service unavailable" },
+  unavailable: { status: 503, title: "Service unavailable" },
+  internal: { status: 500, title: "Internal server error" },
+} as const;
+
+export type ErrorCode = keyof typeof CODES;
+
+/** The one error type of the API: a code, a message safe for clients, optional details. */
+export class AppError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    readonly detail: string,
+    readonly extra: { errors?: FieldError[]; retryAfterS?: number; allow?: string[] } = {},
+  ) {
+    super(detail);
+  }
+  get status(): number {
+    return CODES[this.code].status;
+  }
+}
+
+export function sendProblem(res: Response, err: AppError): void {
+  const { status, title } = CODES[err.code];
+  if (err.extra.retryAfterS !== undefined) res.set("Retry-After", String(err.extra.retryAfterS));
+  if (err.extra.allow) res.set("Allow", err.extra.allow.join(", "));
+  res
+    .status(status)
+    .type("application/problem+json")
+    .send(
+      JSON.stringify({
+        type: `/problems/${err.code.replaceAll("_", "-")}`,
+        title,
+        status,
+        detail: err.detail,
+        ...(err.extra.errors ? { errors: err.extra.errors } : {}),
+      }),
+    );
+}
+
+// body-parser reports its failures with a `type`; map them to our codes.
+function fromBodyParser(err: { type?: string; status?: number }): AppError | undefined {
+  switch (err.type) {
+    case "entity.parse.failed":
+      return new AppError("malformed_json", "The request body is not valid JSON.");
+    case "entity.too.large":
+      return new AppError("payload_too_large", "The request body is larger than allowed.");
+    case "encoding.unsupported":
+    case "charset.unsupported":
+      return new AppError("unsupported_media_type", "Only UTF-8 encoded JSON bodies are accepted.");
+    case "request.aborted":
+    case "request.size.invalid":
+    case "stream.encoding.set":
+      return new AppError("bad_request", "The request body could not be read.");
+    default:
+      return undefined;
+  }
+}
+
+/** Turns anything thrown into problem+json; internals go to the log, never to the client. */
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const known =
+      err instanceof AppError ? err : fromBodyParser(err as { type?: string }) ?? undefined;
+    const problem = known ?? new AppError("internal", "An unexpected error occurred.");
+    if (!known) log.error({ err, method: req.method, url: req.originalUrl }, "unhandled error");
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    sendProblem(res, problem);
+  };
+}

@@ -1,0 +1,34 @@
+import { createHash } from "node:crypto";
+import type { Request } from "express";
+import type { Idempotency } from "@ingest/jobs";
+import { AppError } from "./errors.js";
+
+const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
+
+/** Reads the Idempotency-Key header; undefined when absent, 400 when malformed. */
+export function idempotencyFor(req: Request, payload: unknown): Idempotency | undefined {
+  const raw = req.headers["idempotency-key"];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "string" || !KEY_PATTERN.test(raw)) {
+    throw new AppError("bad_request", "Idempotency-Key must be 1 to 255 printable ASCII characters.", {
+      errors: [{ path: "header/Idempotency-Key", message: "must be 1 to 255 printable ASCII characters" }],
+    });
+  }
+  const fingerprint = createHash("sha256")
+    .update(`${req.method} ${req.baseUrl}${req.path}\n${stableStringify(payload)}`)
+    .digest("base64url");
+  // Keys are per client; until writes are authenticated every client shares one scope.
+  return { scope: "anonymous", key: raw, fingerprint };
+}
+
+/** JSON with object keys sorted, so the same body in another key order matches. */
+export function stableStringify(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableStringify((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}

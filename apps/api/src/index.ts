@@ -1,0 +1,48 @@
+import { createServer } from "node:http";
+import { createApp } from "./app.js";
+import { createRuntime } from "./deps.js";
+import { loadEnv } from "./env.js";
+import { createLogger } from "./logger.js";
+
+const env = (() => {
+  try {
+    return loadEnv();
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(1);
+  }
+})();
+
+const log = createLogger(env.LOG_LEVEL, env.NODE_ENV === "development" && process.stdout.isTTY);
+const runtime = createRuntime(env, log);
+const server = createServer(createApp(runtime.deps));
+server.keepAliveTimeout = 65_000;
+
+server.listen(env.PORT, env.HOST, () => {
+  const addr = server.address();
+  const port = typeof addr === "object" && addr ? addr.port : env.PORT;
+  log.info({ port, pid: process.pid }, `API listening on http://localhost:${port}`);
+});
+
+let closing: Promise<void> | undefined;
+function close(signal: string): Promise<void> {
+  closing ??= (async () => {
+    log.info({ signal }, "shutting down: draining requests");
+    runtime.setDraining();
+    // Stop accepting, let in-flight requests finish, drop idle keep-alive sockets.
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const deadline = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), env.SHUTDOWN_TIMEOUT_MS).unref());
+    if ((await Promise.race([closed, deadline])) === "timeout") {
+      log.warn("requests still in flight at the deadline; closing their connections");
+      server.closeAllConnections();
+    }
+    await runtime.close();
+    log.info("api stopped");
+  })();
+  return closing;
+}
+
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  process.on(signal, () => void close(signal).then(() => process.exit(0)));
+}

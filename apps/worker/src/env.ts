@@ -1,0 +1,36 @@
+import {
+  DEFAULT_DATABASE_URL,
+  DEFAULT_REDIS_URL,
+  int,
+  LOG_LEVELS,
+  NODE_ENVS,
+  oneOf,
+  parseEnv,
+  str,
+  url,
+} from "@ingest/config";
+import { DEFAULT_PREFIX } from "@ingest/jobs";
+
+export function loadEnv(source: Record<string, string | undefined> = process.env) {
+  return parseEnv(
+    {
+      NODE_ENV: oneOf(NODE_ENVS, "development"),
+      LOG_LEVEL: oneOf(LOG_LEVELS, "info"),
+      DATABASE_URL: url(["postgres:", "postgresql:"], DEFAULT_DATABASE_URL),
+      REDIS_URL: url(["redis:", "rediss:"], DEFAULT_REDIS_URL),
+      QUEUE_PREFIX: str(DEFAULT_PREFIX),
+      // 0 means the per-queue default.
+      WORKER_CONCURRENCY: int(0, { min: 0, max: 1_000 }),
+      DB_POOL_SIZE: int(10, { min: 1, max: 200 }),
+      // How long SIGTERM waits for active jobs before leaving them to another worker.
+      SHUTDOWN_TIMEOUT_MS: int(25_000, { min: 0, max: 600_000 }),
+      // Upper bound on waiting for an earlier edit of the same product that is still alive.
+      ORDER_WAIT_MAX_MS: int(3_600_000, { min: 0 }),
+    },
+    source,
+  );
+}
+
+export type Env = ReturnType<typeof loadEnv>;
+
+export const DEFAULT_CONCURRENCY = { registrations: 20, products: 20 } as const;

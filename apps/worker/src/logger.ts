@@ -1,0 +1,11 @@
+import pino from "pino";
+
+export function createLogger(level: string, pretty: boolean) {
+  return pino({
+    level,
+    base: { service: "worker" },
+    ...(pretty ? { transport: { target: "pino-pretty", options: { colorize: true } } } : {}),
+  });
+}
+
+export type Logger = ReturnType<typeof createLogger>;

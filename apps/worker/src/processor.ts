@@ -1,0 +1,62 @@
+import type { Db } from "@ingest/db";
+import { isJobName, type JobData, type QueueName, type Queues } from "@ingest/jobs";
+import { DelayedError, UnrecoverableError, type Job } from "bullmq";
+import { applyJob } from "./apply.js";
+import { PredecessorPendingError } from "./errors.js";
+import type { Logger } from "./logger.js";
+
+// A predecessor that is not in Redis yet may still be on its way (its add can land a
+// moment after ours); after this long it certainly never will.
+const PREDECESSOR_GRACE_MS = 15_000;
+const FINISHED = new Set(["completed", "failed", "unknown"]);
+
+export type ProcessorDeps = { db: Db; queues: Queues; log: Logger; orderWaitMaxMs: number };
+
+export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
+  const predecessorAlive = async (job: Job<JobData>, prevJobId: string | undefined): Promise<boolean> => {
+    if (Date.now() - job.timestamp > deps.orderWaitMaxMs) return false;
+    if (!prevJobId) return false;
+    const prev = await deps.queues[queue].getJob(prevJobId);
+    if (!prev) return Date.now() - job.timestamp < PREDECESSOR_GRACE_MS;
+    return !FINISHED.has(await prev.getState());
+  };
+
+  return async (job: Job<JobData>, token?: string): Promise<unknown> => {
+    const log = deps.log.child({ jobId: job.id, jobName: job.name, requestId: job.data.requestId });
+    // Unknown names come only from foreign producers: no retry will give them a handler.
+    if (!isJobName(job.name)) throw new UnrecoverableError(`UNKNOWN_JOB: no handler for job name "${job.name}"`);
+    const envelope = {
+      id: job.id!,
+      name: job.name,
+      queue,
+      data: job.data,
+      timestamp: job.timestamp,
+      attemptsMade: job.attemptsMade,
+    };
+    const started = performance.now();
+    let outcome;
+    try {
+      outcome = await applyJob(deps.db, envelope);
+    } catch (err) {
+      if (!(err instanceof PredecessorPendingError)) {
+        log.warn({ err, attempt: job.attemptsMade + 1 }, "job failed, will retry");
+        throw err;
+      }
+      if (await predecessorAlive(job, err.prevJobId)) {
+        // Wait without spending an attempt; the product's earlier edit goes first.
+        const waited = Date.now() - job.timestamp;
+        await job.moveToDelayed(Date.now() + Math.min(1_000, Math.max(25, waited / 10)), token);
+        throw new DelayedError();
+      }
+      log.warn({ prevJobId: err.prevJobId }, "earlier edit of this product is gone; applying without it");
+      outcome = await applyJob(deps.db, envelope, { ignorePredecessor: true });
+    }
+    const ms = Math.round(performance.now() - started);
+    if (outcome.status === "failed") {
+      log.warn({ code: outcome.code, reason: outcome.message, ms }, "job failed permanently");
+      throw new UnrecoverableError(`${outcome.code}: ${outcome.message}`);
+    }
+    log.info({ ms }, "job completed");
+    return outcome.result;
+  };
+}

@@ -1,0 +1,3 @@
+export { createDb, type Db, type DbHandle } from "./client.js";
+export { ensureDatabase, migrateDatabase } from "./migrate.js";
+export * from "./schema/index.js";

@@ -1,0 +1,9 @@
+export { products } from "./products.js";
+export { features } from "./features.js";
+export { styles } from "./styles.js";
+export { photos } from "./photos.js";
+export { skus } from "./skus.js";
+export { related } from "./related.js";
+export { registrations } from "./registrations.js";
+export { jobLedger } from "./job-ledger.js";
+export { productVersions } from "./product-versions.js";

@@ -1,0 +1,81 @@
+import type { Static, TSchema } from "@sinclair/typebox";
+import {
+  ZProductCreateJob,
+  ZProductDeleteJob,
+  ZProductPatchJob,
+  ZProductReplaceJob,
+  ZRegistrationCreateJob,
+} from "./payloads.js";
+
+export const QUEUE_NAMES = ["registrations", "products"] as const;
+export type QueueName = (typeof QUEUE_NAMES)[number];
+
+// A job id carries its queue, so GET /jobs/:id knows where to look without a scan.
+export const JOB_ID_PREFIX: Record<QueueName, string> = { registrations: "reg", products: "prd" };
+
+type Definition<S extends TSchema, R> = {
+  queue: QueueName;
+  payload: S;
+  /** Edits that must apply in acceptance order carry a per-product sequence. */
+  ordered: boolean;
+  result?: R;
+};
+
+const define = <S extends TSchema, R>(d: Omit<Definition<S, R>, "result">) => d as Definition<S, R>;
+
+export type RegistrationResult = { registrationId: number; outcome: "created" | "duplicate" };
+export type ProductResult = { productId: number };
+export type ProductDeleteResult = { productId: number; deleted: true };
+
+export const JOBS = {
+  "registration.create": define<typeof ZRegistrationCreateJob, RegistrationResult>({
+    queue: "registrations",
+    payload: ZRegistrationCreateJob,
+    ordered: false,
+  }),
+  "product.create": define<typeof ZProductCreateJob, ProductResult>({
+    queue: "products",
+    payload: ZProductCreateJob,
+    ordered: false,
+  }),
+  "product.replace": define<typeof ZProductReplaceJob, ProductResult>({
+    queue: "products",
+    payload: ZProductReplaceJob,
+    ordered: true,
+  }),
+  "product.patch": define<typeof ZProductPatchJob, ProductResult>({
+    queue: "products",
+    payload: ZProductPatchJob,
+    ordered: true,
+  }),
+  "product.delete": define<typeof ZProductDeleteJob, ProductDeleteResult>({
+    queue: "products",
+    payload: ZProductDeleteJob,
+    ordered: true,
+  }),
+} as const;
+
+export type JobName = keyof typeof JOBS;
+export const JOB_NAMES = Object.keys(JOBS) as JobName[];
+export type PayloadOf<N extends JobName> = Static<(typeof JOBS)[N]["payload"]>;
+export type ResultOf<N extends JobName> = NonNullable<(typeof JOBS)[N]["result"]>;
+
+/** What a job stores in Redis: the payload plus what the worker needs to apply it in order. */
+export type JobData<N extends JobName = JobName> = {
+  payload: PayloadOf<N>;
+  /** Per-product sequence of ordered edits, and the one accepted just before (null: none known). */
+  seq?: number;
+  prevSeq?: number | null;
+  /** The job that took prevSeq, so a worker can tell a slow predecessor from a lost one. */
+  prevJobId?: string;
+  requestId?: string;
+};
+
+export function isJobName(name: string): name is JobName {
+  return Object.hasOwn(JOBS, name);
+}
+
+export function queueOfJobId(jobId: string): QueueName | undefined {
+  const prefix = jobId.slice(0, jobId.indexOf("-"));
+  return QUEUE_NAMES.find((q) => JOB_ID_PREFIX[q] === prefix);
+}

@@ -1,0 +1,15 @@
+export * from "./definitions.js";
+export * from "./payloads.js";
+export { check, normalisePrice, type Checked, type FieldError } from "./validate.js";
+export { createProducerConnection, createWorkerConnection, waitForReady, warnUnlessNoEviction } from "./connection.js";
+export { closeQueues, createQueues, DEFAULT_JOB_OPTIONS, DEFAULT_PREFIX, type Queues } from "./queues.js";
+export {
+  hashKey,
+  IdempotencyConflictError,
+  InvalidPayloadError,
+  QueueUnavailableError,
+  Producer,
+  type Accepted,
+  type EnqueueOptions,
+  type Idempotency,
+} from "./producer.js";

@@ -1,0 +1,199 @@
+import { createHash, randomUUID } from "node:crypto";
+import type { Redis } from "ioredis";
+import { JOB_ID_PREFIX, JOBS, type JobData, type JobName, type PayloadOf } from "./definitions.js";
+import type { Queues } from "./queues.js";
+import { check } from "./validate.js";
+
+// Idempotency records outlive the promised 24 hours by one.
+const IDEMPOTENCY_TTL_S = 25 * 3_600;
+// A reserved key whose job is not found is "still being accepted" for this long;
+// after it, the first request certainly failed to store its job, and a retry takes over.
+const PENDING_WINDOW_MS = 15_000;
+// Sequence keys may expire: a fresh one restarts from the clock, above any earlier value.
+const SEQUENCE_TTL_S = 7 * 24 * 3_600;
+
+// One round trip: look up the idempotency key, take the product's next sequence
+// number and record the key, atomically. KEYS: [idempotency?, sequence?].
+const RESERVE_LUA = `
+local idemKey, seqKey
+local i = 1
+if ARGV[1] == '1' then idemKey = KEYS[i]; i = i + 1 end
+if ARGV[2] == '1' then seqKey = KEYS[i] end
+if idemKey then
+  local existing = redis.call('GET', idemKey)
+  if existing then return {'existing', existing} end
+end
+local seq, prevSeq, prevJob = '', '', ''
+if seqKey then
+  local last = redis.call('GET', seqKey)
+  if last then
+    local sep = string.find(last, '|', 1, true)
+    prevSeq = string.sub(last, 1, sep - 1)
+    prevJob = string.sub(last, sep + 1)
+    seq = string.format('%.0f', tonumber(prevSeq) + 1)
+  else
+    local t = redis.call('TIME')
+    seq = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+  end
+  redis.call('SET', seqKey, seq .. '|' .. ARGV[6], 'EX', ARGV[5])
+end
+if idemKey then redis.call('SET', idemKey, ARGV[3], 'EX', ARGV[4]) end
+return {'new', seq, prevSeq, prevJob}
+`;
+
+// Deletes the record only if it is still the one we read (compare and delete).
+const RELEASE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+type ReserveReply = ["existing", string] | ["new", string, string, string];
+type IdempotencyRecord = { f: string; j: string; t: number };
+
+type ScriptedRedis = Redis & {
+  ingestReserve(numKeys: number, ...args: (string | number)[]): Promise<ReserveReply>;
+  ingestRelease(key: string, expected: string): Promise<number>;
+};
+
+export type Idempotency = { scope: string; key: string; fingerprint: string };
+export type EnqueueOptions = { idempotency?: Idempotency; requestId?: string };
+export type Accepted = { jobId: string; replayed: boolean };
+
+/** Redis cannot take the write now; nothing was stored. */
+export class QueueUnavailableError extends Error {
+  constructor(cause?: unknown) {
+    super("queue storage is unavailable", { cause });
+  }
+}
+
+// BullMQ waits for a connection rather than failing; the API must not hang on it.
+const ADD_TIMEOUT_MS = 5_000;
+
+export class InvalidPayloadError extends Error {
+  constructor(readonly errors: { path: string; message: string }[]) {
+    super("invalid job payload");
+  }
+}
+
+/** The same key came with another body (422), or its first request is still being accepted (409). */
+export class IdempotencyConflictError extends Error {
+  constructor(readonly reason: "mismatch" | "in_progress") {
+    super(reason === "mismatch" ? "Idempotency-Key reused with a different request" : "request with this Idempotency-Key is in progress");
+  }
+}
+
+export type ProducerDeps = {
+  redis: Redis;
+  queues: Queues;
+  prefix: string;
+  /** Whether a job is known anywhere (Redis or the durable ledger). */
+  jobExists: (jobId: string) => Promise<boolean>;
+};
+
+export function hashKey(value: string): string {
+  return createHash("sha256").update(value).digest("base64url");
+}
+
+export class Producer {
+  private readonly redis: ScriptedRedis;
+
+  constructor(private readonly deps: ProducerDeps) {
+    const redis = deps.redis as ScriptedRedis;
+    if (typeof (deps.redis as unknown as Partial<ScriptedRedis>).ingestReserve !== "function") {
+      deps.redis.defineCommand("ingestReserve", { lua: RESERVE_LUA });
+      deps.redis.defineCommand("ingestRelease", { numberOfKeys: 1, lua: RELEASE_LUA });
+    }
+    this.redis = redis;
+  }
+
+  /** Validates the payload and stores the job; resolves only once Redis has it. */
+  async enqueue<N extends JobName>(name: N, payload: PayloadOf<N>, opts: EnqueueOptions = {}): Promise<Accepted> {
+    const def = JOBS[name];
+    const checked = check(def.payload, payload);
+    if (!checked.ok) throw new InvalidPayloadError(checked.errors);
+
+    if (this.redis.status !== "ready") throw new QueueUnavailableError();
+    try {
+      return await this.store(name, checked.value, opts);
+    } catch (err) {
+      if (err instanceof IdempotencyConflictError) throw err;
+      throw new QueueUnavailableError(err);
+    }
+  }
+
+  private async store<N extends JobName>(name: N, payload: PayloadOf<N>, opts: EnqueueOptions): Promise<Accepted> {
+    const def = JOBS[name];
+    const jobId = `${JOB_ID_PREFIX[def.queue]}-${randomUUID()}`;
+    const idem = opts.idempotency;
+    const idemKey = idem ? `${this.deps.prefix}:idem:${hashKey(idem.scope)}:${hashKey(idem.key)}` : undefined;
+    const productId = def.ordered ? (payload as { productId: number }).productId : undefined;
+    const seqKey = productId === undefined ? undefined : `${this.deps.prefix}:seq:product:${productId}`;
+
+    const data: JobData<N> = { payload };
+    if (opts.requestId) data.requestId = opts.requestId;
+    let record: string | undefined;
+
+    if (idemKey || seqKey) {
+      const keys = [idemKey, seqKey].filter((k): k is string => k !== undefined);
+      if (idem) record = JSON.stringify({ f: idem.fingerprint, j: jobId, t: Date.now() } satisfies IdempotencyRecord);
+      const reply = await this.redis.ingestReserve(
+        keys.length,
+        ...keys,
+        idemKey ? "1" : "0",
+        seqKey ? "1" : "0",
+        record ?? "",
+        IDEMPOTENCY_TTL_S,
+        SEQUENCE_TTL_S,
+        jobId,
+      );
+      if (reply[0] === "existing") return this.replay(name, payload, opts, idemKey!, reply[1]);
+      if (seqKey) {
+        data.seq = Number(reply[1]);
+        data.prevSeq = reply[2] ? Number(reply[2]) : null;
+        if (reply[3]) data.prevJobId = reply[3];
+      }
+    }
+
+    try {
+      await withTimeout(this.deps.queues[def.queue].add(name, data as never, { jobId }), ADD_TIMEOUT_MS);
+    } catch (err) {
+      // A timed-out add may still have landed. Free the key only when the job is
+      // certainly absent; otherwise a retry waits out the pending window (409) and
+      // then finds the job or takes the key over.
+      if (idemKey && record) this.releaseIfAbsent(idemKey, record, jobId);
+      throw err;
+    }
+    return { jobId, replayed: false };
+  }
+
+  private async replay<N extends JobName>(
+    name: N,
+    payload: PayloadOf<N>,
+    opts: EnqueueOptions,
+    idemKey: string,
+    raw: string,
+  ): Promise<Accepted> {
+    const rec = JSON.parse(raw) as IdempotencyRecord;
+    if (rec.f !== opts.idempotency!.fingerprint) throw new IdempotencyConflictError("mismatch");
+    if (await this.deps.jobExists(rec.j)) return { jobId: rec.j, replayed: true };
+    if (Date.now() - rec.t < PENDING_WINDOW_MS) throw new IdempotencyConflictError("in_progress");
+    // The first request never stored its job (Redis failed under it): take the key over.
+    await this.redis.ingestRelease(idemKey, raw);
+    return this.store(name, payload, opts);
+  }
+
+  private releaseIfAbsent(idemKey: string, record: string, jobId: string): void {
+    this.deps
+      .jobExists(jobId)
+      .then((exists) => (exists ? 0 : this.redis.ingestRelease(idemKey, record)))
+      .catch(() => {});
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

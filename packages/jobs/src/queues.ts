@@ -1,0 +1,42 @@
+import { Queue, type JobsOptions } from "bullmq";
+import type { Redis } from "ioredis";
+import { QUEUE_NAMES, type QueueName } from "./definitions.js";
+
+// The hash tag keeps every key of the write path (queues, idempotency records,
+// sequences) in one Redis Cluster slot, so one Lua script may touch them together.
+export const DEFAULT_PREFIX = "{ingest}";
+
+const HOUR = 3_600;
+
+export const DEFAULT_JOB_OPTIONS: JobsOptions = {
+  // Transient failures (PostgreSQL restarting) retry for about 17 minutes in all.
+  attempts: 10,
+  backoff: { type: "exponential", delay: 1_000 },
+  // Redis keeps a bounded number of finished jobs; the durable status is in PostgreSQL.
+  removeOnComplete: { age: HOUR, count: 10_000 },
+  removeOnFail: { age: 7 * 24 * HOUR, count: 100_000 },
+};
+
+export type Queues = Record<QueueName, Queue>;
+
+export function createQueues(
+  connection: Redis,
+  prefix: string,
+  onError: (err: Error, queue: QueueName) => void,
+): Queues {
+  const entries = QUEUE_NAMES.map((name) => {
+    const queue = new Queue(name, {
+      connection,
+      prefix,
+      defaultJobOptions: DEFAULT_JOB_OPTIONS,
+      streams: { events: { maxLen: 10_000 } },
+    });
+    queue.on("error", (err) => onError(err, name));
+    return [name, queue] as const;
+  });
+  return Object.fromEntries(entries) as Queues;
+}
+
+export async function closeQueues(queues: Queues): Promise<void> {
+  await Promise.allSettled(Object.values(queues).map((q) => q.close()));
+}
