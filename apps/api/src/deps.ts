@@ -4,6 +4,7 @@ import {
   createProducerConnection,
   createQueues,
   Producer,
+  waitForReady,
   warnUnlessNoEviction,
 } from "@ingest/jobs";
 import { sql } from "drizzle-orm";
@@ -12,7 +13,13 @@ import type { Env } from "./env.js";
 import { createJobStatusReader } from "./job-status.js";
 import type { Logger } from "./logger.js";
 
-export type Runtime = { deps: AppDeps; setDraining: () => void; close: () => Promise<void> };
+export type Runtime = {
+  deps: AppDeps;
+  /** Resolves once queue Redis is connected (writes answer 503 until then). */
+  ready: (timeoutMs?: number) => Promise<void>;
+  setDraining: () => void;
+  close: () => Promise<void>;
+};
 
 /** Connects everything the API needs; close() releases it in order, once. */
 export function createRuntime(env: Env, log: Logger): Runtime {
@@ -54,7 +61,7 @@ export function createRuntime(env: Env, log: Logger): Runtime {
       await closeDb().catch((err) => log.warn({ err }, "closing the pool failed"));
     })());
 
-  return { deps, setDraining: () => void (draining = true), close };
+  return { deps, ready: (timeoutMs) => waitForReady(redis, timeoutMs), setDraining: () => void (draining = true), close };
 }
 
 /** Logs the first of a burst of repeated errors, then at most one per 10 s. */

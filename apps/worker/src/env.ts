@@ -24,6 +24,10 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       DB_POOL_SIZE: int(10, { min: 1, max: 200 }),
       // How long SIGTERM waits for active jobs before leaving them to another worker.
       SHUTDOWN_TIMEOUT_MS: int(25_000, { min: 0, max: 600_000 }),
+      // How long a job's lock lasts without renewal, and how often lapsed locks are
+      // looked for: together they bound how soon a killed worker's jobs run again.
+      LOCK_DURATION_MS: int(30_000, { min: 1_000 }),
+      STALLED_INTERVAL_MS: int(30_000, { min: 1_000 }),
       // Upper bound on waiting for an earlier edit of the same product that is still alive.
       ORDER_WAIT_MAX_MS: int(3_600_000, { min: 0 }),
     },

@@ -29,12 +29,21 @@ connection.on("error", throttled((err: Error) => log.error({ err }, "redis conne
 const queues = createQueues(connection, env.QUEUE_PREFIX, throttled((err: Error, queue: QueueName) => log.error({ err, queue }, "queue error")));
 
 const workers = QUEUE_NAMES.map((name) => {
-  const worker = new Worker(name, createProcessor(name, { db, queues, log, orderWaitMaxMs: env.ORDER_WAIT_MAX_MS }), {
+  const worker = new Worker(name, createProcessor(name, {
+    db,
+    queues,
+    redis: connection,
+    prefix: env.QUEUE_PREFIX,
+    log,
+    orderWaitMaxMs: env.ORDER_WAIT_MAX_MS,
+  }), {
     connection,
     prefix: env.QUEUE_PREFIX,
     concurrency: env.WORKER_CONCURRENCY || DEFAULT_CONCURRENCY[name],
     // A killed worker's jobs come back after the lock expires; tolerate a few kills.
     maxStalledCount: 3,
+    lockDuration: env.LOCK_DURATION_MS,
+    stalledInterval: env.STALLED_INTERVAL_MS,
   });
   worker.on("error", throttled((err: Error) => log.error({ err, queue: name }, "worker error")));
   worker.on("failed", (job, err) => {

@@ -3,6 +3,7 @@ import { isJobName, type JobData, type QueueName, type Queues } from "@ingest/jo
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import { applyJob } from "./apply.js";
 import { PredecessorPendingError } from "./errors.js";
+import type { Redis } from "ioredis";
 import type { Logger } from "./logger.js";
 
 // A predecessor that is not in Redis yet may still be on its way (its add can land a
@@ -10,7 +11,12 @@ import type { Logger } from "./logger.js";
 const PREDECESSOR_GRACE_MS = 15_000;
 const FINISHED = new Set(["completed", "failed", "unknown"]);
 
-export type ProcessorDeps = { db: Db; queues: Queues; log: Logger; orderWaitMaxMs: number };
+export type ProcessorDeps = { db: Db; queues: Queues; redis: Redis; prefix: string; log: Logger; orderWaitMaxMs: number };
+
+// A waiting edit leaves its id under its predecessor's, so the worker that applies the
+// predecessor can wake it at once instead of letting it sleep out its delay.
+const WAITER_TTL_S = 120;
+const waiterKey = (prefix: string, jobId: string) => `${prefix}:waiter:${jobId}`;
 
 export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
   const predecessorAlive = async (job: Job<JobData>, prevJobId: string | undefined): Promise<boolean> => {
@@ -19,6 +25,15 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
     const prev = await deps.queues[queue].getJob(prevJobId);
     if (!prev) return Date.now() - job.timestamp < PREDECESSOR_GRACE_MS;
     return !FINISHED.has(await prev.getState());
+  };
+
+  const wakeSuccessor = async (jobId: string): Promise<void> => {
+    const key = waiterKey(deps.prefix, jobId);
+    const waiter = await deps.redis.get(key);
+    if (!waiter) return;
+    await deps.redis.del(key);
+    const next = await deps.queues[queue].getJob(waiter);
+    if (next && (await next.isDelayed())) await next.promote();
   };
 
   return async (job: Job<JobData>, token?: string): Promise<unknown> => {
@@ -45,7 +60,8 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
       if (await predecessorAlive(job, err.prevJobId)) {
         // Wait without spending an attempt; the product's earlier edit goes first.
         const waited = Date.now() - job.timestamp;
-        await job.moveToDelayed(Date.now() + Math.min(1_000, Math.max(25, waited / 10)), token);
+        if (err.prevJobId) await deps.redis.set(waiterKey(deps.prefix, err.prevJobId), job.id!, "EX", WAITER_TTL_S);
+        await job.moveToDelayed(Date.now() + Math.min(1_000, Math.max(50, waited / 5)), token);
         throw new DelayedError();
       }
       log.warn({ prevJobId: err.prevJobId }, "earlier edit of this product is gone; applying without it");
@@ -57,6 +73,7 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
       throw new UnrecoverableError(`${outcome.code}: ${outcome.message}`);
     }
     log.info({ ms }, "job completed");
+    void wakeSuccessor(job.id!).catch((err) => log.debug({ err }, "could not wake the next edit"));
     return outcome.result;
   };
 }

@@ -1,0 +1,137 @@
+// Entry point of every root npm script. Before doing anything it makes sure the
+// dependencies match the lockfile and the apps are built, so a fresh clone needs
+// nothing but `npm start` or `npm test`. Plain Node, no dependencies: it runs first.
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const STAMP = join(ROOT, "node_modules", ".ingest-lock-hash");
+const NPM = process.platform === "win32" ? "npm.cmd" : "npm";
+
+function run(cmd, args, opts = {}) {
+  const res = spawnSync(cmd, args, { cwd: ROOT, stdio: "inherit", ...opts });
+  if (res.status !== 0) process.exit(res.status ?? 1);
+}
+
+function ensureInstalled() {
+  const lock = readFileSync(join(ROOT, "package-lock.json"));
+  const manifests = ["package.json", "apps/api/package.json", "apps/worker/package.json"]
+    .map((f) => readFileSync(join(ROOT, f)))
+    .concat(lock);
+  const hash = createHash("sha256").update(Buffer.concat(manifests)).digest("hex");
+  if (existsSync(STAMP) && readFileSync(STAMP, "utf8") === hash) return;
+  console.log("> installing dependencies from package-lock.json");
+  // `npm ci` rejects lockfiles written without other platforms' optional packages
+  // (npm/cli#4828); `npm install` honours the lock and fills them in.
+  run(NPM, ["install", "--no-audit", "--no-fund"]);
+  writeFileSync(STAMP, hash);
+}
+
+function build() {
+  run(join(ROOT, "node_modules", ".bin", "turbo"), ["run", "build", "--output-logs=errors-only"], {
+    env: { ...process.env, TURBO_TELEMETRY_DISABLED: "1", TURBO_NO_UPDATE_NOTIFIER: "1" },
+  });
+}
+
+async function services() {
+  const { ensureServices } = await import("./services.mjs");
+  try {
+    return await ensureServices({ root: ROOT });
+  } catch (err) {
+    console.error(`\n${err.message}\n`);
+    process.exit(1);
+  }
+}
+
+/** Runs children until one exits or a signal comes; forwards SIGTERM/SIGINT to all. */
+function supervise(children, onExit) {
+  let stopping = false;
+  const stop = (signal) => {
+    if (stopping) return;
+    stopping = true;
+    for (const c of children) if (c.exitCode === null) c.kill(signal);
+  };
+  process.on("SIGINT", () => stop("SIGTERM"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  let left = children.length;
+  let failed = 0;
+  for (const c of children) {
+    c.on("exit", (code, signal) => {
+      if (!stopping) {
+        console.error(`> ${c.spawnargs.slice(1).join(" ")} exited (${signal ?? code}); stopping the rest`);
+        failed = code || 1;
+        stop("SIGTERM");
+      }
+      if (--left === 0) void onExit(failed);
+    });
+  }
+}
+
+const node = (script, env) => spawn(process.execPath, [join(ROOT, script)], { cwd: ROOT, stdio: "inherit", env });
+
+async function main(command) {
+  ensureInstalled();
+  build();
+  switch (command) {
+    case "start": {
+      const svc = await services();
+      const env = { ...process.env, ...svc.env };
+      for (const line of svc.describe) console.log(`> ${line}`);
+      run(process.execPath, ["apps/worker/dist/migrate.js"], { env });
+      const workers = Number(process.env.WORKERS ?? 2);
+      const port = env.PORT ?? "3000";
+      const children = [node("apps/api/dist/index.js", env)];
+      for (let i = 0; i < workers; i++) children.push(node("apps/worker/dist/index.js", env));
+      console.log(`> API:        http://localhost:${port}`);
+      console.log(`> Bull Board: http://localhost:${port}/admin/queues`);
+      console.log(`> Job status: http://localhost:${port}/jobs/<jobId>`);
+      console.log(`> ${workers} worker process(es); Ctrl-C stops everything`);
+      supervise(children, async (code) => {
+        await svc.stop();
+        process.exit(code);
+      });
+      return;
+    }
+    case "test": {
+      const svc = await services();
+      const env = { ...process.env, ...svc.env };
+      const typecheck = spawnSync(join(ROOT, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.json"], { cwd: ROOT, stdio: "inherit" });
+      let code = typecheck.status ?? 1;
+      if (code === 0) {
+        const vitest = spawnSync(join(ROOT, "node_modules", ".bin", "vitest"), ["run", ...process.argv.slice(3)], {
+          cwd: ROOT,
+          stdio: "inherit",
+          env,
+        });
+        code = vitest.status ?? 1;
+      }
+      await svc.stop();
+      process.exit(code);
+    }
+    case "migrate": {
+      const svc = await services();
+      const res = spawnSync(process.execPath, ["apps/worker/dist/migrate.js"], {
+        cwd: ROOT,
+        stdio: "inherit",
+        env: { ...process.env, ...svc.env },
+      });
+      await svc.stop();
+      process.exit(res.status ?? 1);
+    }
+    case "start:api":
+    case "start:worker": {
+      // One tier alone, for scaling: it uses the configured (or default) services as they are.
+      const child = node(`apps/${command.slice(6)}/dist/index.js`, process.env);
+      supervise([child], (code) => process.exit(code));
+      return;
+    }
+    default:
+      console.error(`unknown command ${command}`);
+      process.exit(2);
+  }
+}
+
+await main(process.argv[2]);

@@ -1,0 +1,70 @@
+import pg from "pg";
+import { sql } from "drizzle-orm";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { request, spawnWorker, startApi, testDb, testEnv, waitFor, waitForJob, type Api, type WorkerProcess } from "./support/harness.js";
+
+const { prefix, databaseUrl } = testEnv("order");
+let api: Api;
+const workers: WorkerProcess[] = [];
+const { db, close: closeDb } = testDb();
+
+beforeAll(async () => {
+  api = await startApi(prefix);
+});
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.stop()));
+  await api.close();
+  await closeDb();
+});
+
+describe("per-product order across worker processes", () => {
+  it("edits wait for an earlier edit that is held up, then all apply in acceptance order", async () => {
+    const id = 700_001;
+    // Accept every edit before any worker runs, so the queue holds them all.
+    const edits = [await request(api.url, "PUT", `/products/${id}`, { json: { name: "start", category: "c", default_price: 1 } })];
+    for (let i = 0; i < 30; i++) {
+      const json = i % 2 === 0 ? { name: `n${i}` } : { slogan: `s${i}`, default_price: i };
+      edits.push(await request(api.url, "PATCH", `/products/${id}`, { json }));
+    }
+    expect(edits.map((e) => e.status + e.text).filter((s) => !s.startsWith("202"))).toEqual([]);
+    const held = edits[1]!.body.jobId as string;
+
+    // Hold up the first PATCH: an uncommitted ledger row with its id blocks its worker.
+    const blocker = new pg.Client({ connectionString: databaseUrl });
+    await blocker.connect();
+    await blocker.query("begin");
+    await blocker.query(
+      "insert into job_ledger (job_id, queue, name, status, accepted_at) values ($1, 'products', 'product.patch', 'active', now())",
+      [held],
+    );
+
+    workers.push(await spawnWorker(prefix), await spawnWorker(prefix));
+    await waitForJob(api.url, edits[0]!.body.jobId);
+    // Give the workers time to try the later edits: none may overtake the held one.
+    await sleep(1_500);
+    const early = await Promise.all(edits.slice(2).map((e) => request(api.url, "GET", `/jobs/${e.body.jobId}`)));
+    expect(early.map((r) => r.body.state).filter((s) => s === "completed")).toEqual([]);
+
+    await blocker.query("rollback");
+    await blocker.end();
+    const jobs = await Promise.all(edits.map((e) => waitForJob(api.url, e.body.jobId, 30_000)));
+    expect(jobs.map((j) => j.state)).toEqual(jobs.map(() => "completed"));
+    const [row] = (await db.execute(sql`select name, slogan, default_price from products where id = ${id}`)).rows;
+    expect(row).toEqual({ name: "n28", slogan: "s29", default_price: "29.00" });
+  });
+
+  it("under a steady stream of edits from two workers the last accepted edit wins", async () => {
+    const id = 700_002;
+    const edits = [await request(api.url, "PUT", `/products/${id}`, { json: { name: "v-start", category: "c", default_price: 1 } })];
+    for (let i = 0; i < 40; i++) {
+      const json = i % 2 === 0 ? { name: `v${i}` } : { slogan: `s${i}` };
+      edits.push(await request(api.url, "PATCH", `/products/${id}`, { json }));
+    }
+    await Promise.all(edits.map((e) => waitForJob(api.url, e.body.jobId, 30_000)));
+    await waitFor(async () => {
+      const [row] = (await db.execute(sql`select name, slogan from products where id = ${id}`)).rows;
+      return row?.name === "v38" && row?.slogan === "s39";
+    }, 5_000, "final state");
+  });
+});

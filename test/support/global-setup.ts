@@ -1,0 +1,65 @@
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL } from "@ingest/config";
+import { migrateDatabase } from "@ingest/db";
+import { Redis } from "ioredis";
+import pg from "pg";
+import type { TestProject } from "vitest/node";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    databaseUrl: string;
+    redisUrl: string;
+    runId: string;
+  }
+}
+
+const ROOT = join(import.meta.dirname, "..", "..");
+
+/**
+ * One database and one queue prefix per run, made from the real migrations and
+ * removed afterwards; the user's own data is never touched. PostgreSQL and Redis
+ * must answer: the run fails (it does not skip) when they do not.
+ */
+export default async function setup(project: TestProject) {
+  const run = `${Date.now().toString(36)}${randomBytes(3).toString("hex")}`;
+  const base = new URL(process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL);
+  const dbName = `ingest_test_${run}`;
+  const databaseUrl = new URL(base);
+  databaseUrl.pathname = `/${dbName}`;
+  const redisUrl = process.env.REDIS_URL ?? DEFAULT_REDIS_URL;
+  // Each test file takes its own prefix under this one (see harness.ts).
+  const queuePrefix = `{ingest-test-${run}-`;
+
+  // The tests start the worker as it runs in production: compiled.
+  for (const app of ["api", "worker"]) {
+    execFileSync(process.execPath, [join(ROOT, "scripts", "build-app.mjs")], { cwd: join(ROOT, "apps", app), stdio: "pipe" });
+  }
+  await migrateDatabase(databaseUrl.toString(), join(ROOT, "migrations"));
+
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
+  await redis.connect();
+  await redis.quit();
+
+  project.provide("databaseUrl", databaseUrl.toString());
+  project.provide("redisUrl", redisUrl);
+  project.provide("runId", run);
+
+  return async () => {
+    const admin = new URL(base);
+    admin.pathname = "/postgres";
+    const client = new pg.Client({ connectionString: admin.toString() });
+    await client.connect();
+    await client.query(`drop database if exists "${dbName}" with (force)`);
+    await client.end();
+    const r = new Redis(redisUrl);
+    let cursor = "0";
+    do {
+      const [next, keys] = await r.scan(cursor, "MATCH", `${queuePrefix}*`, "COUNT", 1000);
+      if (keys.length) await r.unlink(...keys);
+      cursor = next;
+    } while (cursor !== "0");
+    await r.quit();
+  };
+}

@@ -1,0 +1,152 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import type { AddressInfo } from "node:net";
+import { createServer, type Server } from "node:http";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { inject } from "vitest";
+import { createDb, type DbHandle } from "@ingest/db";
+import { createApp } from "../../apps/api/src/app.js";
+import { createRuntime, type Runtime } from "../../apps/api/src/deps.js";
+import { loadEnv } from "../../apps/api/src/env.js";
+import { createLogger } from "../../apps/api/src/logger.js";
+
+export const ROOT = join(import.meta.dirname, "..", "..");
+
+/** Connection settings of this run, with a queue prefix of the file's own. */
+export function testEnv(name: string) {
+  return {
+    databaseUrl: inject("databaseUrl"),
+    redisUrl: inject("redisUrl"),
+    prefix: `{ingest-test-${inject("runId")}-${name}}`,
+  };
+}
+
+export type Api = { url: string; runtime: Runtime; server: Server; close: () => Promise<void> };
+
+/** The real app on an ephemeral port, wired to the real services. */
+export async function startApi(
+  prefix: string,
+  overrides: Record<string, string> = {},
+  opts: { skipReady?: boolean } = {},
+): Promise<Api> {
+  const env = loadEnv({
+    DATABASE_URL: inject("databaseUrl"),
+    REDIS_URL: inject("redisUrl"),
+    QUEUE_PREFIX: prefix,
+    LOG_LEVEL: "silent",
+    NODE_ENV: "test",
+    ...overrides,
+  });
+  const runtime = createRuntime(env, createLogger(env.LOG_LEVEL, false));
+  if (!opts.skipReady) await runtime.ready();
+  const server = createServer(createApp(runtime.deps));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    runtime,
+    server,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await runtime.close();
+    },
+  };
+}
+
+export type WorkerProcess = {
+  proc: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>;
+};
+
+/** The compiled worker as its own process, as in production. Resolves once it is consuming. */
+export async function spawnWorker(prefix: string, extra: Record<string, string> = {}): Promise<WorkerProcess> {
+  const proc = spawn(process.execPath, [join(ROOT, "apps/worker/dist/index.js")], {
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: inject("databaseUrl"),
+      REDIS_URL: inject("redisUrl"),
+      QUEUE_PREFIX: prefix,
+      NODE_ENV: "test",
+      LOG_LEVEL: "info",
+      ...extra,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  proc.stdout!.on("data", (d) => (out += d));
+  proc.stderr!.on("data", (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
+  await waitFor(() => out.includes("worker started") || proc.exitCode !== null, 15_000, "worker start");
+  if (proc.exitCode !== null) throw new Error(`worker exited at start:\n${out}`);
+  return {
+    proc,
+    output: () => out,
+    exited,
+    stop: async (signal = "SIGTERM") => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Polls until the condition holds; fails with the label after the timeout. */
+export async function waitFor<T>(
+  fn: () => T | Promise<T>,
+  timeoutMs = 10_000,
+  label = "condition",
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let pause = 10;
+  for (;;) {
+    const value = await fn();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${label}`);
+    await sleep(pause);
+    pause = Math.min(pause * 2, 100);
+  }
+}
+
+export function testDb(): DbHandle {
+  return createDb(inject("databaseUrl"), { max: 4, applicationName: "ingest-test" });
+}
+
+export type Reply = { status: number; headers: Headers; body: any; text: string; ms: number };
+
+export async function request(
+  base: string,
+  method: string,
+  path: string,
+  opts: { json?: unknown; body?: string; headers?: Record<string, string> } = {},
+): Promise<Reply> {
+  const headers: Record<string, string> = { ...opts.headers };
+  let body = opts.body;
+  if (opts.json !== undefined) {
+    body = JSON.stringify(opts.json);
+    headers["content-type"] ??= "application/json";
+  }
+  const started = performance.now();
+  const res = await fetch(base + path, { method, headers, body });
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.status, headers: res.headers, body: parsed, text, ms: performance.now() - started };
+}
+
+/** Waits for a job to finish through the public status route. */
+export async function waitForJob(base: string, jobId: string, timeoutMs = 15_000): Promise<any> {
+  return waitFor(
+    async () => {
+      const r = await request(base, "GET", `/jobs/${jobId}?waitMs=1000`);
+      return r.body?.state === "completed" || r.body?.state === "failed" ? r.body : undefined;
+    },
+    timeoutMs,
+    `job ${jobId}`,
+  );
+}
