@@ -86,7 +86,7 @@ async function main(command) {
       const children = [node("apps/api/dist/index.js", env)];
       for (let i = 0; i < workers; i++) children.push(node("apps/worker/dist/index.js", env));
       console.log(`> API:        http://localhost:${port}`);
-      console.log(`> Bull Board: http://localhost:${port}/admin/queues`);
+      console.log(`> Readiness:  http://localhost:${port}/readyz`);
       console.log(`> Job status: http://localhost:${port}/jobs/<jobId>`);
       console.log(`> ${workers} worker process(es); Ctrl-C stops everything`);
       supervise(children, async (code) => {

@@ -108,6 +108,30 @@ describe("worker processes dying and stopping", () => {
     }
   });
 
+  it("a connection cut under a job (PostgreSQL restarting) is retried with backoff and applies once", async () => {
+    const api = await startApi(prefix);
+    const id = 810_003;
+    const hold = await holdProduct(id);
+    const worker = await spawnWorker(prefix);
+    try {
+      const r = await request(api.url, "PUT", `/products/${id}`, { json: { name: "retried", category: "c", default_price: 5 } });
+      await waitFor(async () => (await blockedWorkers()) > 0, 10_000, "worker mid-job");
+      await db.execute(
+        sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'ingest-worker' and wait_event_type = 'Lock'`,
+      );
+      await hold.release();
+      const job = await waitForJob(api.url, r.body.jobId, 20_000).catch(async (e) => {
+        console.log(worker.output(), JSON.stringify((await request(api.url, "GET", `/jobs/${r.body.jobId}`)).body));
+        throw e;
+      });
+      expect(job).toMatchObject({ state: "completed", attempts: 2, result: { productId: id } });
+      expect((await db.execute(sql`select name from products where id = ${id}`)).rows).toEqual([{ name: "retried" }]);
+    } finally {
+      await worker.stop();
+      await api.close();
+    }
+  });
+
   it("SIGTERM lets the active job finish, then the worker exits 0", async () => {
     const api = await startApi(prefix);
     const id = 810_002;

@@ -21,9 +21,12 @@ export function createDb(
     idleTimeoutMillis: 30_000,
     statement_timeout: opts.statementTimeoutMs ?? 30_000,
   });
-  // An idle client losing its server (restart, pg_terminate_backend) emits here;
-  // without a listener the process would crash. The pool replaces the client.
+  // A client losing its server (restart, pg_terminate_backend) emits "error": idle
+  // ones through the pool, checked-out ones on themselves. Without listeners the
+  // process would crash; the query in flight fails (and its job retries), and the
+  // pool replaces the client.
   pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
   const db = drizzle(pool, { schema });
   let closing: Promise<void> | undefined;
   return { db, pool, close: () => (closing ??= pool.end()) };
