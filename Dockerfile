@@ -25,6 +25,7 @@ FROM base AS manifests
 COPY package.json package-lock.json ./
 COPY apps/api/package.json apps/api/
 COPY apps/worker/package.json apps/worker/
+COPY packages/catalog/package.json packages/catalog/
 COPY packages/config/package.json packages/config/
 COPY packages/db/package.json packages/db/
 COPY packages/jobs/package.json packages/jobs/

@@ -2,7 +2,7 @@
 // (@ingest/*) export TypeScript source and are bundled in; everything from npm stays
 // an import of node_modules, so native and worker-thread packages (pino) keep working.
 import { build } from "esbuild";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 const cwd = process.cwd();
@@ -19,7 +19,8 @@ const externalNpm = {
   },
 };
 
-rmSync(join(cwd, "dist"), { recursive: true, force: true });
+// Outputs are overwritten in place (no clean first): a test run building at the same time
+// as another process runs dist/ must never find it missing.
 await build({
   entryPoints: entries.map((e) => join(cwd, e)),
   outdir: join(cwd, "dist"),

@@ -84,9 +84,15 @@ async function main(command) {
       const workers = Number(process.env.WORKERS ?? 2);
       const port = env.PORT ?? "3000";
       const children = [node("apps/api/dist/index.js", env)];
-      for (let i = 0; i < workers; i++) children.push(node("apps/worker/dist/index.js", env));
+      // Each worker serves /metrics and /healthz on its own port, from 9101 up.
+      const metricsBase = Number(env.WORKER_METRICS_PORT || 9101);
+      for (let i = 0; i < workers; i++) {
+        children.push(node("apps/worker/dist/index.js", { ...env, WORKER_METRICS_PORT: String(metricsBase + i) }));
+      }
       console.log(`> API:        http://localhost:${port}`);
-      console.log(`> Readiness:  http://localhost:${port}/readyz`);
+      console.log(`> Bull Board: http://localhost:${port}/admin/queues (ADMIN_USER/ADMIN_PASSWORD)`);
+      console.log(`> API docs:   http://localhost:${port}/docs`);
+      console.log(`> Metrics:    http://localhost:${port}/metrics, workers on :${metricsBase}-${metricsBase + workers - 1}`);
       console.log(`> Job status: http://localhost:${port}/jobs/<jobId>`);
       console.log(`> ${workers} worker process(es); Ctrl-C stops everything`);
       supervise(children, async (code) => {
@@ -119,6 +125,34 @@ async function main(command) {
         env: { ...process.env, ...svc.env },
       });
       await svc.stop();
+      process.exit(res.status ?? 1);
+    }
+    case "import": {
+      // `npm run import -- DIR`: migrate, then bulk-load the catalog CSV files in DIR
+      // (relative paths from where npm was run). Ctrl-C ends the import (its open file
+      // rolls back); embedded services are stopped after it has exited.
+      const svc = await services();
+      const env = { ...process.env, ...svc.env };
+      let code = spawnSync(process.execPath, [join(ROOT, "apps/worker/dist/migrate.js")], { cwd: ROOT, stdio: "inherit", env }).status ?? 1;
+      if (code === 0) {
+        const child = spawn(process.execPath, [join(ROOT, "apps/worker/dist/cli/import.js"), ...process.argv.slice(3)], {
+          cwd: process.env.INIT_CWD || ROOT,
+          stdio: "inherit",
+          env,
+        });
+        process.on("SIGINT", () => {}); // the terminal sends it to the import as well
+        process.on("SIGTERM", () => child.kill("SIGTERM"));
+        code = await new Promise((resolve) => child.on("exit", (c, signal) => resolve(c ?? (signal ? 130 : 1))));
+      }
+      await svc.stop();
+      process.exit(code);
+    }
+    case "seed": {
+      // `npm run seed -- --products N [--out DIR]`: writes a deterministic catalog; no services needed.
+      const res = spawnSync(process.execPath, [join(ROOT, "apps/worker/dist/cli/seed.js"), ...process.argv.slice(3)], {
+        cwd: process.env.INIT_CWD || ROOT,
+        stdio: "inherit",
+      });
       process.exit(res.status ?? 1);
     }
     case "start:api":

@@ -22,6 +22,9 @@ describe("configuration is validated once at start", () => {
     ["api", { DATABASE_URL: "mysql://x@y/z" }, "DATABASE_URL"],
     ["api", { LOG_LEVEL: "loud" }, "LOG_LEVEL"],
     ["worker", { WORKER_CONCURRENCY: "-3" }, "WORKER_CONCURRENCY"],
+    ["api", { NODE_ENV: "production" }, "ADMIN_USER and ADMIN_PASSWORD are required in production"],
+    ["api", { JWT_SECRET: "x".repeat(40), JWKS_URL: "https://example.invalid/jwks.json" }, "JWT_SECRET or JWKS_URL"],
+    ["api", { SHED_LAG_MS: "-1" }, "SHED_LAG_MS"],
     ["worker", { REDIS_URL: "not a url" }, "REDIS_URL"],
   ])("%s with a bad %j stops with a message naming the variable", (app, env, name) => {
     const res = start(app, env);

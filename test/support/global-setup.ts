@@ -52,14 +52,20 @@ export default async function setup(project: TestProject) {
     const client = new pg.Client({ connectionString: admin.toString() });
     await client.connect();
     await client.query(`drop database if exists "${dbName}" with (force)`);
+    // Scratch databases a test file made beside the run's own (test/support/scratch-db.ts).
+    const scratch = await client.query<{ datname: string }>("select datname from pg_database where starts_with(datname, $1)", [`${dbName}_`]);
+    for (const { datname } of scratch.rows) await client.query(`drop database if exists "${datname}" with (force)`);
     await client.end();
     const r = new Redis(redisUrl);
-    let cursor = "0";
-    do {
-      const [next, keys] = await r.scan(cursor, "MATCH", `${queuePrefix}*`, "COUNT", 1000);
-      if (keys.length) await r.unlink(...keys);
-      cursor = next;
-    } while (cursor !== "0");
+    // Queue keys sit inside the hash tag; cache keys use the same name without it.
+    for (const pattern of [`${queuePrefix}*`, `ingest-test-${run}-*`]) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await r.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+        if (keys.length) await r.unlink(...keys);
+        cursor = next;
+      } while (cursor !== "0");
+    }
     await r.quit();
   };
 }

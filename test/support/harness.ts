@@ -21,6 +21,9 @@ export function testEnv(name: string) {
   };
 }
 
+/** The file's catalog cache prefix: its queue prefix without the hash tag, as in production. */
+export const cachePrefixFor = (queuePrefix: string) => `${queuePrefix.replace(/^\{|\}$/g, "")}:cache`;
+
 export type Api = { url: string; runtime: Runtime; server: Server; close: () => Promise<void> };
 
 /** The real app on an ephemeral port, wired to the real services. */
@@ -33,8 +36,11 @@ export async function startApi(
     DATABASE_URL: inject("databaseUrl"),
     REDIS_URL: inject("redisUrl"),
     QUEUE_PREFIX: prefix,
+    CACHE_PREFIX: cachePrefixFor(prefix),
     LOG_LEVEL: "silent",
     NODE_ENV: "test",
+    // A busy test machine stalls the event loop; shedding is tested on its own.
+    SHED_LAG_MS: "0",
     ...overrides,
   });
   const runtime = createRuntime(env, createLogger(env.LOG_LEVEL, false));
@@ -69,6 +75,7 @@ export async function spawnWorker(prefix: string, extra: Record<string, string> 
       DATABASE_URL: inject("databaseUrl"),
       REDIS_URL: inject("redisUrl"),
       QUEUE_PREFIX: prefix,
+      CACHE_PREFIX: cachePrefixFor(prefix),
       NODE_ENV: "test",
       LOG_LEVEL: "info",
       ...extra,
@@ -149,4 +156,39 @@ export async function waitForJob(base: string, jobId: string, timeoutMs = 15_000
     timeoutMs,
     `job ${jobId}`,
   );
+}
+
+export type ApiProcess = { proc: ChildProcess; output: () => string; exited: Promise<number | null> };
+
+/** The compiled API as its own process on a given port. Resolves once Redis is connected. */
+export async function spawnApi(
+  prefix: string,
+  port: number,
+  extra: Record<string, string> = {},
+  readyText = "queue redis connected",
+): Promise<ApiProcess> {
+  const proc = spawn(process.execPath, [join(ROOT, "apps/api/dist/index.js")], {
+    env: {
+      PATH: process.env.PATH,
+      DATABASE_URL: inject("databaseUrl"),
+      REDIS_URL: inject("redisUrl"),
+      QUEUE_PREFIX: prefix,
+      CACHE_PREFIX: cachePrefixFor(prefix),
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      NODE_ENV: "test",
+      LOG_LEVEL: "info",
+      SHED_LAG_MS: "0",
+      RATE_LIMIT_PER_MIN: "0",
+      ...extra,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  proc.stdout!.on("data", (d) => (out += d));
+  proc.stderr!.on("data", (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
+  await waitFor(() => out.includes(readyText) || proc.exitCode !== null, 15_000, "api start");
+  if (proc.exitCode !== null) throw new Error(`api exited at start:\n${out}`);
+  return { proc, output: () => out, exited };
 }

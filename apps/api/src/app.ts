@@ -1,12 +1,22 @@
-import type { Producer } from "@ingest/jobs";
-import express, { type Express } from "express";
+import type { Producer, Queues } from "@ingest/jobs";
+import express, { type Express, type RequestHandler } from "express";
+import { boardRoutes, type BoardConfig } from "./admin/board.js";
 import { AppError, errorHandler } from "./errors.js";
 import type { JobStatusReader } from "./job-status.js";
 import type { Logger } from "./logger.js";
+import type { Metrics } from "./metrics.js";
+import type { Auth } from "./middleware/auth.js";
+import { securityHeaders } from "./middleware/security-headers.js";
+import type { QueueGuard } from "./middleware/queue-guard.js";
 import { requestId } from "./middleware/request-id.js";
+import { requestLog } from "./middleware/request-log.js";
+import type { Shedder } from "./middleware/shed.js";
+import { docsRoutes } from "./routes/docs.js";
 import { healthRoutes, type HealthDeps } from "./routes/health.js";
 import { jobRoutes } from "./routes/jobs.js";
+import { readRoutes } from "./routes/reads.js";
 import { writeRoutes } from "./routes/writes.js";
+import type { CatalogReads } from "./cache/catalog-reads.js";
 
 export type AppDeps = {
   producer: Producer;
@@ -14,6 +24,15 @@ export type AppDeps = {
   health: HealthDeps;
   log: Logger;
   bodyLimitBytes: number;
+  queues: Queues;
+  metrics: Metrics;
+  auth: Auth;
+  rateLimit: RequestHandler;
+  shedder: Shedder;
+  queueGuard: QueueGuard;
+  board: BoardConfig | undefined;
+  trustProxy: number;
+  catalog: CatalogReads;
 };
 
 /** The whole HTTP surface, without a port: tests drive it directly. */
@@ -22,11 +41,35 @@ export function createApp(deps: AppDeps): Express {
   app.disable("x-powered-by");
   app.set("etag", false);
   app.set("query parser", "simple");
+  app.set("trust proxy", deps.trustProxy);
 
   app.use(requestId);
+  app.use((_req, res, next) => {
+    // While draining, answer what arrives on open connections but close them after.
+    if (deps.health.isDraining()) res.set("Connection", "close");
+    next();
+  });
+  app.use(requestLog(deps.log));
+  app.use(deps.metrics.middleware);
+  // Overload is refused first, before any body is read.
+  app.use(deps.shedder.middleware);
+  app.use(securityHeaders());
   app.use(healthRoutes(deps.health));
-  app.use(writeRoutes(deps.producer, deps.bodyLimitBytes, deps.log));
+  app.get("/metrics", deps.metrics.handler);
+  app.use(docsRoutes());
+  if (deps.board) app.use(boardRoutes(deps.queues, deps.board));
+  app.use(
+    writeRoutes(deps.producer, {
+      bodyLimitBytes: deps.bodyLimitBytes,
+      log: deps.log,
+      // Refusals that need no body: who, how often, and whether there is room.
+      guards: (scope) => [deps.auth.require(scope), deps.rateLimit, deps.queueGuard.middleware],
+      onAccepted: (job) => deps.metrics.writes.inc({ job }),
+    }),
+  );
   app.use(jobRoutes(deps.jobs));
+  // After the writes: their /products routes pass GET and HEAD on to these.
+  app.use(readRoutes(deps.catalog));
 
   app.use((req, _res, next) => {
     next(new AppError("not_found", `No route for ${req.method} ${req.path}.`));

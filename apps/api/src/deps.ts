@@ -1,3 +1,4 @@
+import { throttled } from "@ingest/config";
 import { createDb } from "@ingest/db";
 import {
   closeQueues,
@@ -8,7 +9,15 @@ import {
   warnUnlessNoEviction,
 } from "@ingest/jobs";
 import { sql } from "drizzle-orm";
+import { randomBytes } from "node:crypto";
+import type { BoardConfig } from "./admin/board.js";
+import { createMetrics } from "./metrics.js";
+import { createAuth } from "./middleware/auth.js";
+import { createQueueGuard } from "./middleware/queue-guard.js";
+import { createRateLimit } from "./middleware/rate-limit.js";
+import { createShedder } from "./middleware/shed.js";
 import type { AppDeps } from "./app.js";
+import { catalogCacheConfig, createCatalogReads } from "./cache/catalog-reads.js";
 import type { Env } from "./env.js";
 import { createJobStatusReader } from "./job-status.js";
 import type { Logger } from "./logger.js";
@@ -34,13 +43,36 @@ export function createRuntime(env: Env, log: Logger): Runtime {
   const redisReady = () => redis.status === "ready";
   const jobs = createJobStatusReader(queues, db, redisReady);
   const producer = new Producer({ redis, queues, prefix: env.QUEUE_PREFIX, jobExists: jobs.exists });
+  const catalog = createCatalogReads(db, catalogCacheConfig(env), log);
   let draining = false;
+
+  let metricsRef: ReturnType<typeof createMetrics> | undefined;
+  const shedder = createShedder({ lagMs: env.SHED_LAG_MS, onShed: () => metricsRef?.shed.inc({ reason: "event_loop" }) });
+  const metrics = createMetrics(queues, { eventLoopDelay: shedder.delayMs });
+  metricsRef = metrics;
+  const queueGuard = createQueueGuard(queues, {
+    highWater: env.QUEUE_HIGH_WATER,
+    onShed: () => metrics.shed.inc({ reason: "queue_full" }),
+  });
 
   const deps: AppDeps = {
     producer,
     jobs,
     log,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
+    queues,
+    metrics,
+    shedder,
+    queueGuard,
+    auth: createAuth({ secret: env.JWT_SECRET, jwksUrl: env.JWKS_URL, issuer: env.JWT_ISSUER, audience: env.JWT_AUDIENCE }),
+    rateLimit: createRateLimit(redis, {
+      perMinute: env.RATE_LIMIT_PER_MIN,
+      prefix: env.QUEUE_PREFIX,
+      onLimited: () => metrics.rateLimited.inc(),
+    }),
+    board: boardConfig(env, log),
+    trustProxy: env.TRUST_PROXY,
+    catalog,
     health: {
       isDraining: () => draining,
       checks: {
@@ -56,21 +88,25 @@ export function createRuntime(env: Env, log: Logger): Runtime {
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      shedder.stop();
+      queueGuard.stop();
       await closeQueues(queues);
       await redis.quit().catch(() => redis.disconnect());
+      await catalog.close().catch((err) => log.warn({ err }, "closing the catalog cache failed"));
       await closeDb().catch((err) => log.warn({ err }, "closing the pool failed"));
     })());
 
   return { deps, ready: (timeoutMs) => waitForReady(redis, timeoutMs), setDraining: () => void (draining = true), close };
 }
 
-/** Logs the first of a burst of repeated errors, then at most one per 10 s. */
-function throttled<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void {
-  let last = 0;
-  return (...args) => {
-    const now = Date.now();
-    if (now - last < 10_000) return;
-    last = now;
-    fn(...args);
-  };
+/** Operators log in with ADMIN_USER/ADMIN_PASSWORD; development without them gets a one-off password. */
+function boardConfig(env: Env, log: Logger): BoardConfig {
+  const readOnly = env.ADMIN_READ_ONLY;
+  if (env.ADMIN_USER && env.ADMIN_PASSWORD) return { user: env.ADMIN_USER, password: env.ADMIN_PASSWORD, readOnly };
+  // Production never gets here (checkEnv refuses to start); tests and development do.
+  const password = randomBytes(12).toString("base64url");
+  if (env.NODE_ENV === "development") {
+    log.warn({ user: "admin", password }, "ADMIN_USER/ADMIN_PASSWORD not set: Bull Board uses this one-off login");
+  }
+  return { user: "admin", password, readOnly };
 }

@@ -1,14 +1,18 @@
 import {
   DEFAULT_DATABASE_URL,
   DEFAULT_REDIS_URL,
+  bool,
   int,
   LOG_LEVELS,
   NODE_ENVS,
   oneOf,
+  optionalStr,
+  optionalUrl,
   parseEnv,
   str,
   url,
 } from "@ingest/config";
+import { DEFAULT_CACHE_PREFIX } from "@ingest/catalog";
 import { DEFAULT_PREFIX } from "@ingest/jobs";
 
 export function loadEnv(source: Record<string, string | undefined> = process.env) {
@@ -24,9 +28,48 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       BODY_LIMIT_BYTES: int(100 * 1024, { min: 1_024, max: 50 * 1024 * 1024 }),
       DB_POOL_SIZE: int(10, { min: 1, max: 200 }),
       SHUTDOWN_TIMEOUT_MS: int(10_000, { min: 0, max: 600_000 }),
+      // Catalog read cache: may be its own Redis (allkeys-lru); keys under CACHE_PREFIX.
+      CACHE_REDIS_URL: url(["redis:", "rediss:"], source.REDIS_URL || DEFAULT_REDIS_URL),
+      CACHE_PREFIX: str(DEFAULT_CACHE_PREFIX),
+      // Fresh for TTL, then served stale while one refresh runs; Redis keeps an entry
+      // KEEP seconds in all, the rest only to answer while PostgreSQL is down.
+      CACHE_TTL_S: int(60, { min: 1, max: 86_400 }),
+      CACHE_STALE_S: int(300, { min: 0, max: 86_400 }),
+      CACHE_KEEP_S: int(3_600, { min: 1, max: 7 * 86_400 }),
+      // In-process copies in front of Redis; 0 turns them off.
+      CACHE_LOCAL_TTL_MS: int(1_000, { min: 0, max: 60_000 }),
+      CACHE_LOCAL_MAX_MB: int(64, { min: 1, max: 4_096 }),
+      // Bull Board login; in production the API refuses to start without both.
+      ADMIN_USER: optionalStr(),
+      ADMIN_PASSWORD: optionalStr(),
+      ADMIN_READ_ONLY: bool(false),
+      // When either is set, writes need a bearer token with the route's scope.
+      JWT_SECRET: optionalStr(),
+      JWKS_URL: optionalUrl(["https:", "http:"]),
+      JWT_ISSUER: optionalStr(),
+      JWT_AUDIENCE: optionalStr(),
+      RATE_LIMIT_PER_MIN: int(6_000, { min: 0 }),
+      SHED_LAG_MS: int(200, { min: 0 }),
+      QUEUE_HIGH_WATER: int(1_000_000, { min: 0 }),
+      // Proxies in front of the API (a hop count), so req.ip is the client's address.
+      TRUST_PROXY: int(0, { min: 0, max: 10 }),
+      API_PROCESSES: int(1, { min: 0, max: 256 }),
     },
     source,
   );
 }
 
 export type Env = ReturnType<typeof loadEnv>;
+
+/** Checks that span variables; the strict ones apply in production only. */
+export function checkEnv(env: Env): string[] {
+  const problems: string[] = [];
+  if (env.NODE_ENV === "production" && (!env.ADMIN_USER || !env.ADMIN_PASSWORD)) {
+    problems.push("ADMIN_USER and ADMIN_PASSWORD are required in production (they protect /admin/queues)");
+  }
+  if (env.JWT_SECRET && env.JWKS_URL) problems.push("set JWT_SECRET or JWKS_URL, not both");
+  if (env.JWT_SECRET && env.JWT_SECRET.length < 32 && env.NODE_ENV === "production") {
+    problems.push("JWT_SECRET must be at least 32 characters in production");
+  }
+  return problems;
+}

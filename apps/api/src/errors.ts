@@ -14,6 +14,11 @@ const CODES = {
   unsupported_media_type: { status: 415, title: "Unsupported media type" },
   idempotency_mismatch: { status: 422, title: "Idempotency-Key reused with a different request" },
   queue_unavailable: { status: 503, title: "Service unavailable" },
+  overloaded: { status: 503, title: "Service overloaded" },
+  queue_full: { status: 503, title: "Service overloaded" },
+  rate_limited: { status: 429, title: "Too many requests" },
+  unauthorized: { status: 401, title: "Unauthorized" },
+  forbidden: { status: 403, title: "Forbidden" },
   unavailable: { status: 503, title: "Service unavailable" },
   internal: { status: 500, title: "Internal server error" },
 } as const;
@@ -25,7 +30,7 @@ export class AppError extends Error {
   constructor(
     readonly code: ErrorCode,
     readonly detail: string,
-    readonly extra: { errors?: FieldError[]; retryAfterS?: number; allow?: string[] } = {},
+    readonly extra: { errors?: FieldError[]; retryAfterS?: number; allow?: string[]; headers?: Record<string, string> } = {},
   ) {
     super(detail);
   }
@@ -38,6 +43,7 @@ export function sendProblem(res: Response, err: AppError): void {
   const { status, title } = CODES[err.code];
   if (err.extra.retryAfterS !== undefined) res.set("Retry-After", String(err.extra.retryAfterS));
   if (err.extra.allow) res.set("Allow", err.extra.allow.join(", "));
+  if (err.extra.headers) res.set(err.extra.headers);
   res
     .status(status)
     .type("application/problem+json")
@@ -67,6 +73,12 @@ function fromBodyParser(err: { type?: string; status?: number }): AppError | und
     case "stream.encoding.set":
       return new AppError("bad_request", "The request body could not be read.");
     default:
+      // Other client errors raised by Express itself (a malformed %-escape in the path).
+      if (typeof err.status === "number" && err.status >= 400 && err.status < 500) {
+        return err.status === 404
+          ? new AppError("not_found", "Not found.")
+          : new AppError("bad_request", "The request could not be understood.");
+      }
       return undefined;
   }
 }

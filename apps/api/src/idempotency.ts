@@ -6,7 +6,7 @@ import { AppError } from "./errors.js";
 const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
 
 /** Reads the Idempotency-Key header; undefined when absent, 400 when malformed. */
-export function idempotencyFor(req: Request, payload: unknown): Idempotency | undefined {
+export function idempotencyFor(req: Request, payload: unknown, subject?: string): Idempotency | undefined {
   const raw = req.headers["idempotency-key"];
   if (raw === undefined) return undefined;
   if (typeof raw !== "string" || !KEY_PATTERN.test(raw)) {
@@ -17,8 +17,8 @@ export function idempotencyFor(req: Request, payload: unknown): Idempotency | un
   const fingerprint = createHash("sha256")
     .update(`${req.method} ${req.baseUrl}${req.path}\n${stableStringify(payload)}`)
     .digest("base64url");
-  // Keys are per client; until writes are authenticated every client shares one scope.
-  return { scope: "anonymous", key: raw, fingerprint };
+  // Keys are per client: the token's subject; without auth every client shares one scope.
+  return { scope: subject === undefined ? "anonymous" : `sub:${subject}`, key: raw, fingerprint };
 }
 
 /** JSON with object keys sorted, so the same body in another key order matches. */

@@ -108,6 +108,11 @@ describe("write validation: bad input gets a clear error and nothing is enqueued
     expect(r.headers.get("allow")).toContain("POST");
   });
 
+  it("a malformed path escape → 400 problem+json, not a 500", async () => {
+    expectProblem(await request(api.url, "GET", "/jobs/%E0%A4%A"), 400);
+    expectProblem(await request(api.url, "PATCH", "/products/%zz", { json: { name: "x" } }), 400);
+  });
+
   it("nothing was enqueued by any of the above", async () => {
     expect(await enqueuedCount()).toBe(0);
   });

@@ -9,6 +9,7 @@ import {
   str,
   url,
 } from "@ingest/config";
+import { DEFAULT_CACHE_PREFIX } from "@ingest/catalog";
 import { DEFAULT_PREFIX } from "@ingest/jobs";
 
 export function loadEnv(source: Record<string, string | undefined> = process.env) {
@@ -19,6 +20,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       DATABASE_URL: url(["postgres:", "postgresql:"], DEFAULT_DATABASE_URL),
       REDIS_URL: url(["redis:", "rediss:"], DEFAULT_REDIS_URL),
       QUEUE_PREFIX: str(DEFAULT_PREFIX),
+      // The catalog read cache, whose entries the worker invalidates on every product write.
+      CACHE_REDIS_URL: url(["redis:", "rediss:"], source.REDIS_URL || DEFAULT_REDIS_URL),
+      CACHE_PREFIX: str(DEFAULT_CACHE_PREFIX),
       // 0 means the per-queue default.
       WORKER_CONCURRENCY: int(0, { min: 0, max: 1_000 }),
       DB_POOL_SIZE: int(10, { min: 1, max: 200 }),
@@ -28,6 +32,10 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // looked for: together they bound how soon a killed worker's jobs run again.
       LOCK_DURATION_MS: int(30_000, { min: 1_000 }),
       STALLED_INTERVAL_MS: int(30_000, { min: 1_000 }),
+      // Serves /metrics and /healthz when set (0: off).
+      WORKER_METRICS_PORT: int(0, { min: 0, max: 65_535 }),
+      // Maintenance runs daily at 03:30 UTC; a period here (ms) replaces that, for tests.
+      MAINTENANCE_EVERY_MS: int(0, { min: 0 }),
       // Upper bound on waiting for an earlier edit of the same product that is still alive.
       ORDER_WAIT_MAX_MS: int(3_600_000, { min: 0 }),
     },

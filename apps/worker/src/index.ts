@@ -1,16 +1,24 @@
+import { createCacheConnection, createCatalogInvalidator } from "@ingest/catalog";
+import { throttled } from "@ingest/config";
 import { createDb } from "@ingest/db";
 import {
   closeQueues,
   createQueues,
   createWorkerConnection,
+  MAINTENANCE_QUEUE,
   QUEUE_NAMES,
+  upsertMaintenanceScheduler,
   warnUnlessNoEviction,
+  WRITE_QUEUES,
   type QueueName,
 } from "@ingest/jobs";
 import { Worker } from "bullmq";
-import { pruneLedger } from "./apply.js";
+import type { Server } from "node:http";
+import { createCommitInvalidation } from "./catalog-invalidation.js";
 import { DEFAULT_CONCURRENCY, loadEnv } from "./env.js";
 import { createLogger } from "./logger.js";
+import { createMaintenanceProcessor } from "./maintenance.js";
+import { createWorkerMetrics, serveWorkerMetrics } from "./metrics.js";
 import { createProcessor } from "./processor.js";
 
 const env = (() => {
@@ -28,15 +36,25 @@ const connection = createWorkerConnection(env.REDIS_URL);
 connection.on("error", throttled((err: Error) => log.error({ err }, "redis connection error")));
 const queues = createQueues(connection, env.QUEUE_PREFIX, throttled((err: Error, queue: QueueName) => log.error({ err, queue }, "queue error")));
 
-const workers = QUEUE_NAMES.map((name) => {
-  const worker = new Worker(name, createProcessor(name, {
+const metrics = createWorkerMetrics();
+
+// Its own connection: a dead cache Redis fails fast here and never blocks the queue's.
+const cacheRedis = createCacheConnection(env.CACHE_REDIS_URL, { connectionName: "ingest-worker-cache", commandTimeoutMs: 300 });
+cacheRedis.on("error", throttled((err: Error) => log.warn({ err: err.message }, "cache redis unavailable: invalidations wait")));
+const catalog = createCommitInvalidation(createCatalogInvalidator({ redis: cacheRedis, prefix: env.CACHE_PREFIX }), cacheRedis, log);
+
+const workers: Worker[] = WRITE_QUEUES.map((name) => {
+  const processor = createProcessor(name, {
     db,
     queues,
     redis: connection,
     prefix: env.QUEUE_PREFIX,
     log,
+    metrics,
     orderWaitMaxMs: env.ORDER_WAIT_MAX_MS,
-  }), {
+    catalog,
+  });
+  const worker = new Worker(name, processor, {
     connection,
     prefix: env.QUEUE_PREFIX,
     concurrency: env.WORKER_CONCURRENCY || DEFAULT_CONCURRENCY[name],
@@ -44,6 +62,8 @@ const workers = QUEUE_NAMES.map((name) => {
     maxStalledCount: 3,
     lockDuration: env.LOCK_DURATION_MS,
     stalledInterval: env.STALLED_INTERVAL_MS,
+    // Fleet-wide finished counts per minute, kept a week; the API exports them.
+    metrics: { maxDataPoints: 7 * 24 * 60 },
   });
   worker.on("error", throttled((err: Error) => log.error({ err, queue: name }, "worker error")));
   worker.on("failed", (job, err) => {
@@ -52,20 +72,37 @@ const workers = QUEUE_NAMES.map((name) => {
   return worker;
 });
 
+const maintenance = new Worker(MAINTENANCE_QUEUE, createMaintenanceProcessor({ db, queues, log }), {
+  connection,
+  prefix: env.QUEUE_PREFIX,
+  concurrency: 1,
+});
+maintenance.on("error", throttled((err: Error) => log.error({ err, queue: MAINTENANCE_QUEUE }, "worker error")));
+workers.push(maintenance);
+upsertMaintenanceScheduler(queues[MAINTENANCE_QUEUE], env.MAINTENANCE_EVERY_MS || undefined).catch((err) =>
+  log.error({ err }, "could not schedule maintenance"),
+);
+
+let stopping = false;
+let metricsServer: Server | undefined;
+if (env.WORKER_METRICS_PORT) {
+  serveWorkerMetrics(metrics, env.WORKER_METRICS_PORT, () => !stopping).then(
+    (server) => {
+      metricsServer = server;
+      log.info({ port: env.WORKER_METRICS_PORT }, "worker metrics on /metrics and /healthz");
+    },
+    (err) => log.error({ err, port: env.WORKER_METRICS_PORT }, "could not serve worker metrics"),
+  );
+}
+
 void warnUnlessNoEviction(connection, (obj, msg) => log.warn(obj, msg));
 log.info({ queues: QUEUE_NAMES, prefix: env.QUEUE_PREFIX, pid: process.pid }, "worker started");
-
-const pruneTimer = setInterval(
-  () => void pruneLedger(db).catch((err) => log.warn({ err }, "ledger prune failed")),
-  3_600_000,
-);
-pruneTimer.unref();
 
 let closing: Promise<void> | undefined;
 function close(signal: string): Promise<void> {
   closing ??= (async () => {
     log.info({ signal }, "shutting down: finishing active jobs");
-    clearInterval(pruneTimer);
+    stopping = true;
     const graceful = Promise.allSettled(workers.map((w) => w.close()));
     const deadline = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), env.SHUTDOWN_TIMEOUT_MS).unref());
     if ((await Promise.race([graceful, deadline])) === "timeout") {
@@ -74,6 +111,9 @@ function close(signal: string): Promise<void> {
       await Promise.allSettled(workers.map((w) => w.close(true)));
     }
     await closeQueues(queues);
+    await catalog.close().catch((err) => log.warn({ err }, "last cache invalidations failed"));
+    await cacheRedis.quit().catch(() => cacheRedis.disconnect());
+    metricsServer?.close();
     await connection.quit().catch(() => connection.disconnect());
     await closeDb().catch((err) => log.warn({ err }, "closing the pool failed"));
     log.info("worker stopped");
@@ -83,15 +123,4 @@ function close(signal: string): Promise<void> {
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.on(signal, () => void close(signal).then(() => process.exit(0)));
-}
-
-/** Logs the first of a burst of repeated errors, then at most one per 10 s. */
-function throttled<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void {
-  let last = 0;
-  return (...args) => {
-    const now = Date.now();
-    if (now - last < 10_000) return;
-    last = now;
-    fn(...args);
-  };
 }

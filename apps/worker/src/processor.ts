@@ -2,16 +2,27 @@ import type { Db } from "@ingest/db";
 import { isJobName, type JobData, type QueueName, type Queues } from "@ingest/jobs";
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import { applyJob } from "./apply.js";
+import type { CommitInvalidation } from "./catalog-invalidation.js";
 import { PredecessorPendingError } from "./errors.js";
 import type { Redis } from "ioredis";
 import type { Logger } from "./logger.js";
+import type { WorkerMetrics } from "./metrics.js";
 
 // A predecessor that is not in Redis yet may still be on its way (its add can land a
 // moment after ours); after this long it certainly never will.
 const PREDECESSOR_GRACE_MS = 15_000;
 const FINISHED = new Set(["completed", "failed", "unknown"]);
 
-export type ProcessorDeps = { db: Db; queues: Queues; redis: Redis; prefix: string; log: Logger; orderWaitMaxMs: number };
+export type ProcessorDeps = {
+  db: Db;
+  queues: Queues;
+  redis: Redis;
+  prefix: string;
+  log: Logger;
+  metrics: WorkerMetrics;
+  orderWaitMaxMs: number;
+  catalog: CommitInvalidation;
+};
 
 // A waiting edit leaves its id under its predecessor's, so the worker that applies the
 // predecessor can wake it at once instead of letting it sleep out its delay.
@@ -55,11 +66,14 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
     } catch (err) {
       if (!(err instanceof PredecessorPendingError)) {
         log.warn({ err, attempt: job.attemptsMade + 1 }, "job failed, will retry");
+        deps.metrics.failures.inc({ queue, job: job.name, kind: "transient" });
+        deps.metrics.duration.observe({ queue, job: job.name, outcome: "retry" }, (performance.now() - started) / 1_000);
         throw err;
       }
       if (await predecessorAlive(job, err.prevJobId)) {
         // Wait without spending an attempt; the product's earlier edit goes first.
         const waited = Date.now() - job.timestamp;
+        deps.metrics.orderWaits.inc();
         if (err.prevJobId) await deps.redis.set(waiterKey(deps.prefix, err.prevJobId), job.id!, "EX", WAITER_TTL_S);
         await job.moveToDelayed(Date.now() + Math.min(1_000, Math.max(50, waited / 5)), token);
         throw new DelayedError();
@@ -68,10 +82,14 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
       outcome = await applyJob(deps.db, envelope, { ignorePredecessor: true });
     }
     const ms = Math.round(performance.now() - started);
+    deps.metrics.duration.observe({ queue, job: job.name, outcome: outcome.status }, ms / 1_000);
     if (outcome.status === "failed") {
+      deps.metrics.failures.inc({ queue, job: job.name, kind: "permanent" });
       log.warn({ code: outcome.code, reason: outcome.message, ms }, "job failed permanently");
       throw new UnrecoverableError(`${outcome.code}: ${outcome.message}`);
     }
+    // Before the job reports completed: the next read after that must miss the cache.
+    await deps.catalog.afterCommit(job.name, envelope.data.payload, outcome.result);
     log.info({ ms }, "job completed");
     void wakeSuccessor(job.id!).catch((err) => log.debug({ err }, "could not wake the next edit"));
     return outcome.result;

@@ -1,3 +1,15 @@
 // Catalog reads and their cache: SQL read queries, cache key scheme, invalidation.
 // Shared by the API (reads), the worker (invalidation on commit) and the importer.
-export {};
+export { createCacheConnection } from "./connection.js";
+export { createCatalogInvalidator, type CatalogInvalidator } from "./invalidator.js";
+export {
+  catalogKeys,
+  DEFAULT_CACHE_PREFIX,
+  newVersion,
+  resourceKey,
+  VERSION_TTL_S,
+  type CatalogKeys,
+  type InvalidationMessage,
+  type Resource,
+} from "./keys.js";
+export { catalogStatement, createCatalogQueries, type CatalogQueries } from "./queries.js";

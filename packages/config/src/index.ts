@@ -33,6 +33,15 @@ export const int =
     return n;
   };
 
+export const bool =
+  (fallback: boolean): Reader<boolean> =>
+  (name, raw) => {
+    if (raw === undefined || raw === "") return fallback;
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    throw new Error(`${name} must be true or false, got "${raw}"`);
+  };
+
 export const oneOf =
   <const T extends string>(values: readonly T[], fallback: T): Reader<T> =>
   (name, raw) => {
@@ -58,6 +67,11 @@ export const url =
     return value;
   };
 
+export const optionalUrl =
+  (protocols: string[]): Reader<string | undefined> =>
+  (name, raw) =>
+    raw === undefined || raw === "" ? undefined : url(protocols)(name, raw);
+
 export type Spec = Record<string, Reader<unknown>>;
 export type Parsed<S extends Spec> = { [K in keyof S]: ReturnType<S[K]> };
 
@@ -80,3 +94,14 @@ export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "
 export const NODE_ENVS = ["development", "production", "test"] as const;
 export const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ingest";
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
+
+/** Logs the first of a burst of repeated errors, then at most one per interval. */
+export function throttled<A extends unknown[]>(fn: (...args: A) => void, intervalMs = 10_000): (...args: A) => void {
+  let last = 0;
+  return (...args) => {
+    const now = Date.now();
+    if (now - last < intervalMs) return;
+    last = now;
+    fn(...args);
+  };
+}

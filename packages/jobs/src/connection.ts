@@ -9,6 +9,9 @@ type Warn = (obj: object, msg: string) => void;
  */
 export function createProducerConnection(url: string, extra: RedisOptions = {}): Redis {
   return new Redis(url, {
+    // Commands issued in the same event-loop turn (the adds of concurrent requests)
+    // leave in one write and share a round trip; each keeps its own reply and error.
+    enableAutoPipelining: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 2_000,

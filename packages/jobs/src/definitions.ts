@@ -7,14 +7,18 @@ import {
   ZRegistrationCreateJob,
 } from "./payloads.js";
 
-export const QUEUE_NAMES = ["registrations", "products"] as const;
+// Queues that carry accepted writes, and the one for housekeeping the workers schedule.
+export const WRITE_QUEUES = ["registrations", "products"] as const;
+export const MAINTENANCE_QUEUE = "maintenance";
+export const QUEUE_NAMES = [...WRITE_QUEUES, MAINTENANCE_QUEUE] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
+export type WriteQueueName = (typeof WRITE_QUEUES)[number];
 
 // A job id carries its queue, so GET /jobs/:id knows where to look without a scan.
-export const JOB_ID_PREFIX: Record<QueueName, string> = { registrations: "reg", products: "prd" };
+export const JOB_ID_PREFIX: Record<QueueName, string> = { registrations: "reg", products: "prd", maintenance: "mnt" };
 
 type Definition<S extends TSchema, R> = {
-  queue: QueueName;
+  queue: WriteQueueName;
   payload: S;
   /** Edits that must apply in acceptance order carry a per-product sequence. */
   ordered: boolean;

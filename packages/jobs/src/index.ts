@@ -1,4 +1,5 @@
 export * from "./definitions.js";
+export * from "./maintenance.js";
 export * from "./payloads.js";
 export { check, normalisePrice, type Checked, type FieldError } from "./validate.js";
 export { createProducerConnection, createWorkerConnection, waitForReady, warnUnlessNoEviction } from "./connection.js";

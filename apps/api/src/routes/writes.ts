@@ -38,12 +38,23 @@ function validBody<S extends TSchema>(schema: S, body: unknown) {
   return checked.value;
 }
 
-export function writeRoutes(producer: Producer, bodyLimitBytes: number, log: Logger): Router {
+export type WriteOptions = {
+  bodyLimitBytes: number;
+  log: Logger;
+  /** Checks that run before the body is read, given the route's scope. */
+  guards: (scope: string) => RequestHandler[];
+  onAccepted: (job: JobName) => void;
+};
+
+export function writeRoutes(producer: Producer, opts: WriteOptions): Router {
   const router = Router();
-  const json = jsonBody(bodyLimitBytes);
+  const { log } = opts;
+  const json = jsonBody(opts.bodyLimitBytes);
+  const registrationsGuards = opts.guards("registrations:write");
+  const productsGuards = opts.guards("products:write");
 
   async function accept<N extends JobName>(req: Request, res: Response, name: N, payload: PayloadOf<N>) {
-    const idempotency = idempotencyFor(req, payload);
+    const idempotency = idempotencyFor(req, payload, req.auth?.sub);
     let accepted;
     try {
       accepted = await producer.enqueue(name, payload, { idempotency, requestId: req.id });
@@ -59,18 +70,19 @@ export function writeRoutes(producer: Producer, bodyLimitBytes: number, log: Log
       }
       throw err;
     }
+    if (!accepted.replayed) opts.onAccepted(name);
     const statusUrl = `/jobs/${accepted.jobId}`;
     res.status(202).location(statusUrl).json({ jobId: accepted.jobId, status: "queued", statusUrl });
   }
 
   router
     .route("/registrations")
-    .post(json, (req: Request, res: Response) => accept(req, res, "registration.create", { registration: validBody(ZRegistration, req.body) }))
+    .post(registrationsGuards, json, (req: Request, res: Response) => accept(req, res, "registration.create", { registration: validBody(ZRegistration, req.body) }))
     .all(methodNotAllowed(["POST"]));
 
   router
     .route("/products")
-    .post(json, (req: Request, res: Response) => accept(req, res, "product.create", { product: validBody(ZProduct, req.body) }))
+    .post(productsGuards, json, (req: Request, res: Response) => accept(req, res, "product.create", { product: validBody(ZProduct, req.body) }))
     .all(methodNotAllowed(["POST"], { passOn: ["GET", "HEAD"] }));
 
   const withId = (req: Request) => parseProductId(String(req.params.id));
@@ -83,15 +95,17 @@ export function writeRoutes(producer: Producer, bodyLimitBytes: number, log: Log
     .route("/products/:id")
     .put(
       idFirst,
+      productsGuards,
       json,
       (req: Request, res: Response) => accept(req, res, "product.replace", { productId: withId(req), product: validBody(ZProduct, req.body) }),
     )
     .patch(
       idFirst,
+      productsGuards,
       json,
       (req: Request, res: Response) => accept(req, res, "product.patch", { productId: withId(req), changes: validBody(ZProductPatch, req.body) }),
     )
-    .delete((req, res) => accept(req, res, "product.delete", { productId: withId(req) }))
+    .delete(idFirst, productsGuards, (req: Request, res: Response) => accept(req, res, "product.delete", { productId: withId(req) }))
     .all(methodNotAllowed(["PUT", "PATCH", "DELETE"], { passOn: ["GET", "HEAD"] }));
 
   return router;

@@ -1,0 +1,118 @@
+import type { Queues } from "@ingest/jobs";
+import type { RequestHandler } from "express";
+import client from "prom-client";
+
+const JOB_STATES = ["waiting", "delayed", "prioritized", "active", "completed", "failed"] as const;
+// Queue depth is read from Redis at scrape time; a slow Redis must not hang the scrape.
+const SCRAPE_TIMEOUT_MS = 1_000;
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => number } = {}) {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const httpDuration = new client.Histogram({
+    name: "http_request_duration_seconds",
+    help: "HTTP request latency by route template, method and status",
+    labelNames: ["method", "route", "status"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers,
+  });
+  const cache = new client.Counter({
+    name: "ingest_cache_reads_total",
+    help: "Catalog reads by how the cache served them (HIT, STALE, MISS, BYPASS)",
+    labelNames: ["result"] as const,
+    registers,
+  });
+  const shed = new client.Counter({
+    name: "ingest_shed_requests_total",
+    help: "Requests refused with 503 to protect the service (event_loop: lag over SHED_LAG_MS; queue_full: waiting jobs over QUEUE_HIGH_WATER)",
+    labelNames: ["reason"] as const,
+    registers,
+  });
+  const rateLimited = new client.Counter({
+    name: "ingest_rate_limited_requests_total",
+    help: "Writes refused with 429 by the per-client rate limit",
+    registers,
+  });
+  const writes = new client.Counter({
+    name: "ingest_writes_accepted_total",
+    help: "Writes stored as jobs (202), by job name; replays of an Idempotency-Key are not counted",
+    labelNames: ["job"] as const,
+    registers,
+  });
+  new client.Gauge({
+    name: "ingest_event_loop_delay_seconds",
+    help: "Event-loop delay the load shedder acts on (p99 over the last window)",
+    registers,
+    collect() {
+      this.set((opts.eventLoopDelay?.() ?? 0) / 1_000);
+    },
+  });
+  new client.Gauge({
+    name: "ingest_queue_jobs",
+    help: "Jobs in each queue by state (fleet-wide, read from Redis)",
+    labelNames: ["queue", "state"] as const,
+    registers,
+    async collect() {
+      await withTimeout(
+        Promise.all(
+          Object.entries(queues).map(async ([name, queue]) => {
+            const counts = await queue.getJobCounts(...JOB_STATES);
+            for (const state of JOB_STATES) this.set({ queue: name, state }, counts[state] ?? 0);
+          }),
+        ),
+      ).catch(() => this.reset());
+    },
+  });
+  // BullMQ's own per-queue metrics (workers record them): finished jobs since the start.
+  new client.Gauge({
+    name: "ingest_jobs_finished",
+    help: "Jobs finished per queue and outcome since metrics began (fleet-wide, from BullMQ metrics)",
+    labelNames: ["queue", "outcome"] as const,
+    registers,
+    async collect() {
+      await withTimeout(
+        Promise.all(
+          Object.entries(queues).flatMap(([name, queue]) =>
+            (["completed", "failed"] as const).map(async (outcome) => {
+              const m = await queue.getMetrics(outcome, 0, 0);
+              this.set({ queue: name, outcome }, Number(m.meta.count) || 0);
+            }),
+          ),
+        ),
+      ).catch(() => this.reset());
+    },
+  });
+
+  /** Times every request under its route template; counts how the cache served reads. */
+  const middleware: RequestHandler = (req, res, next) => {
+    const end = httpDuration.startTimer();
+    res.once("finish", () => {
+      // Only route templates become labels; anything unmatched shares one, to bound cardinality.
+      const route = req.route ? `${req.baseUrl}${String(req.route.path)}` : "unmatched";
+      end({ method: req.method, route, status: res.statusCode });
+      const served = res.getHeader("x-cache");
+      if (typeof served === "string") cache.inc({ result: served });
+    });
+    next();
+  };
+
+  const handler: RequestHandler = async (_req, res) => {
+    res.set("Content-Type", registry.contentType).send(await registry.metrics());
+  };
+
+  return { registry, middleware, handler, shed, rateLimited, writes };
+}
+
+function withTimeout<T>(p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("scrape timeout")), SCRAPE_TIMEOUT_MS);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

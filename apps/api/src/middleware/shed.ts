@@ -1,0 +1,44 @@
+import type { RequestHandler } from "express";
+import { AppError } from "../errors.js";
+
+const TICK_MS = 20;
+const WINDOW_MS = 500;
+// Probes and scrapes must keep answering while the service sheds load.
+const EXEMPT = new Set(["/healthz", "/readyz", "/metrics"]);
+
+export type Shedder = { middleware: RequestHandler; delayMs: () => number; stop: () => void };
+
+/**
+ * Measures event-loop delay with a fast timer (how late each tick fires) and keeps the
+ * worst of the current and previous half-second. Timers run before I/O callbacks, so
+ * after a stall the delay is known before the queued requests are handled, and they are
+ * refused before their bodies are read.
+ */
+export function createShedder(opts: { lagMs: number; onShed: () => void }): Shedder {
+  let expected = performance.now() + TICK_MS;
+  let current = 0;
+  let previous = 0;
+  let windowStart = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    current = Math.max(current, now - expected);
+    expected = now + TICK_MS;
+    if (now - windowStart >= WINDOW_MS) {
+      previous = current;
+      current = 0;
+      windowStart = now;
+    }
+  }, TICK_MS);
+  timer.unref();
+  const delayMs = () => Math.max(current, previous, performance.now() - expected);
+
+  const middleware: RequestHandler = (req, _res, next) => {
+    if (opts.lagMs > 0 && !EXEMPT.has(req.path) && delayMs() > opts.lagMs) {
+      opts.onShed();
+      next(new AppError("overloaded", "The service is overloaded; retry shortly.", { retryAfterS: 1 }));
+      return;
+    }
+    next();
+  };
+  return { middleware, delayMs, stop: () => clearInterval(timer) };
+}

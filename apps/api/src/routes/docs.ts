@@ -1,0 +1,32 @@
+import { createRequire } from "node:module";
+import { dirname } from "node:path";
+import express, { Router } from "express";
+import { openApiDocument } from "../openapi.js";
+
+const require = createRequire(import.meta.url);
+const SWAGGER_UI = dirname(require.resolve("swagger-ui-dist/package.json"));
+
+// No inline script, so the page works under a strict Content-Security-Policy.
+const PAGE = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ingest API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/docs/init.js"></script></body></html>`;
+const INIT = `window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true });`;
+
+export function docsRoutes(): Router {
+  const router = Router();
+  const doc = JSON.stringify(openApiDocument());
+  router.get("/openapi.json", (_req, res) => {
+    res.type("application/json").set("Cache-Control", "public, max-age=300").send(doc);
+  });
+  router.get("/docs", (_req, res) => {
+    res.type("html").send(PAGE);
+  });
+  router.get("/docs/init.js", (_req, res) => {
+    res.type("application/javascript").send(INIT);
+  });
+  router.use("/docs/assets", express.static(SWAGGER_UI, { index: false, maxAge: "1d" }));
+  return router;
+}

@@ -1,0 +1,53 @@
+import { createServer, type Server } from "node:http";
+import client from "prom-client";
+
+export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;
+
+/** This process's view: how long its jobs took and how they ended. */
+export function createWorkerMetrics() {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const duration = new client.Histogram({
+    name: "ingest_job_duration_seconds",
+    help: "Time to apply a job in this worker process, by queue, job name and outcome",
+    labelNames: ["queue", "job", "outcome"] as const,
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers,
+  });
+  const failures = new client.Counter({
+    name: "ingest_job_failures_total",
+    help: "Job attempts that failed in this worker process (kind: transient retries, permanent ones do not)",
+    labelNames: ["queue", "job", "kind"] as const,
+    registers,
+  });
+  const orderWaits = new client.Counter({
+    name: "ingest_job_order_waits_total",
+    help: "Times an edit was put back to wait for an earlier edit of the same product",
+    registers,
+  });
+  return { registry, duration, failures, orderWaits };
+}
+
+/** /metrics and /healthz on their own port; nothing else is served. */
+export function serveWorkerMetrics(metrics: WorkerMetrics, port: number, isHealthy: () => boolean): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.url === "/metrics") {
+      metrics.registry.metrics().then(
+        (body) => res.writeHead(200, { "Content-Type": metrics.registry.contentType }).end(body),
+        () => res.writeHead(500).end(),
+      );
+    } else if (req.url === "/healthz") {
+      const ok = isHealthy();
+      res.writeHead(ok ? 200 : 503, { "Content-Type": "application/json" }).end(JSON.stringify({ status: ok ? "ok" : "stopping" }));
+    } else {
+      res.writeHead(404, { "Content-Type": "application/problem+json" }).end(
+        JSON.stringify({ type: "about:blank", title: "Not found", status: 404, detail: "Only /metrics and /healthz are served here." }),
+      );
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, () => resolve(server));
+  });
+}

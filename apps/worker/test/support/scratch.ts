@@ -1,0 +1,63 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { migrateDatabase } from "@ingest/db";
+import pg from "pg";
+import { inject } from "vitest";
+
+export const ROOT = join(import.meta.dirname, "..", "..", "..", "..");
+
+export type Scratch = {
+  url: string;
+  query: <R extends pg.QueryResultRow = Record<string, unknown>>(sql: string, params?: unknown[]) => Promise<R[]>;
+  drop: () => Promise<void>;
+};
+
+/**
+ * A database of the test file's own, made from the real migrations: imports write
+ * whole tables, which must not meet the rows other test files write meanwhile.
+ */
+export async function createScratchDatabase(label: string): Promise<Scratch> {
+  const base = new URL(inject("databaseUrl"));
+  const name = `${base.pathname.slice(1)}_${label}_${randomBytes(3).toString("hex")}`.slice(0, 63);
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  await migrateDatabase(url.toString(), join(ROOT, "migrations"));
+  const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+  pool.on("error", () => {});
+  return {
+    url: url.toString(),
+    query: async (sql, params) => (await pool.query(sql, params)).rows,
+    drop: async () => {
+      await pool.end();
+      const admin = new URL(base);
+      admin.pathname = "/postgres";
+      const client = new pg.Client({ connectionString: admin.toString() });
+      await client.connect();
+      try {
+        await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+export type TempDir = { path: string; write: (files: Record<string, string>) => Promise<string>; remove: () => Promise<void> };
+
+/** A temporary folder; `write` makes a fresh subfolder holding the given files. */
+export async function createTempDir(label: string): Promise<TempDir> {
+  const path = await mkdtemp(join(tmpdir(), `ingest-${label}-`));
+  let n = 0;
+  return {
+    path,
+    write: async (files) => {
+      const dir = join(path, String(++n));
+      await mkdir(dir);
+      for (const [file, text] of Object.entries(files)) await writeFile(join(dir, file), text);
+      return dir;
+    },
+    remove: () => rm(path, { recursive: true, force: true }),
+  };
+}

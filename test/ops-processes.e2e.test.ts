@@ -1,0 +1,105 @@
+import { MAINTENANCE_SCHEDULER_ID } from "@ingest/jobs";
+import { Queue } from "bullmq";
+import { afterAll, describe, expect, it } from "vitest";
+import { request, spawnApi, spawnWorker, testEnv, waitFor, waitForJob, type WorkerProcess } from "./support/harness.js";
+import { freePort } from "./support/private-redis.js";
+
+const { prefix, redisUrl } = testEnv("procs");
+const workers: WorkerProcess[] = [];
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.stop()));
+});
+
+describe("worker metrics and health", () => {
+  it("a worker serves /metrics with job durations and failures, and /healthz, on WORKER_METRICS_PORT", async () => {
+    const port = await freePort();
+    const worker = await spawnWorker(prefix, { WORKER_METRICS_PORT: String(port) });
+    workers.push(worker);
+    const apiPort = await freePort();
+    const api = await spawnApi(prefix, apiPort);
+    try {
+      const base = `http://127.0.0.1:${apiPort}`;
+      const ok = await request(base, "POST", "/products", { json: { name: "m", category: "c", default_price: 1 } });
+      const bad = await request(base, "PATCH", "/products/123456789", { json: { name: "nobody" } });
+      await waitForJob(base, ok.body.jobId);
+      await waitForJob(base, bad.body.jobId);
+      const health = await request(`http://127.0.0.1:${port}`, "GET", "/healthz");
+      expect(health.status).toBe(200);
+      const metrics = await request(`http://127.0.0.1:${port}`, "GET", "/metrics");
+      expect(metrics.text).toMatch(/ingest_job_duration_seconds_count\{queue="products",job="product.create",outcome="completed"\} 1/);
+      expect(metrics.text).toMatch(/ingest_job_failures_total\{queue="products",job="product.patch",kind="permanent"\} 1/);
+      // The API reads the fleet-wide finished counts the workers record.
+      const apiMetrics = await request(base, "GET", "/metrics");
+      expect(apiMetrics.text).toMatch(/ingest_jobs_finished\{queue="products",outcome="completed"\} [1-9]/);
+      expect(apiMetrics.text).toMatch(/ingest_jobs_finished\{queue="products",outcome="failed"\} [1-9]/);
+    } finally {
+      api.proc.kill("SIGTERM");
+      await api.exited;
+    }
+  });
+});
+
+describe("maintenance scheduler", () => {
+  it("three workers upsert one scheduler, and each of its runs happens once", async () => {
+    const scheduled = `${prefix.slice(0, -1)}-mnt}`;
+    const every = { MAINTENANCE_EVERY_MS: "1000" };
+    const three = await Promise.all([spawnWorker(scheduled, every), spawnWorker(scheduled, every), spawnWorker(scheduled, every)]);
+    workers.push(...three);
+    const queue = new Queue("maintenance", { connection: { url: redisUrl }, prefix: scheduled });
+    try {
+      const schedulers = await waitFor(async () => {
+        const list = await queue.getJobSchedulers();
+        return list.length ? list : undefined;
+      }, 10_000, "scheduler");
+      expect(schedulers.map((s) => s.key)).toEqual([MAINTENANCE_SCHEDULER_ID]);
+      const started = Date.now();
+      await waitFor(async () => (await queue.getCompletedCount()) >= 3, 15_000, "three runs");
+      const elapsedS = (Date.now() - started) / 1_000 + 1;
+      const runs = await queue.getCompletedCount();
+      // Once a second whoever picks it up: never three times a second.
+      expect(runs).toBeLessThanOrEqual(Math.ceil(elapsedS) + 1);
+      const done = await queue.getJobs(["completed"], 0, 0);
+      expect(done[0]?.returnvalue).toEqual({ ledgerRowsDeleted: expect.any(Number) });
+    } finally {
+      await queue.close();
+    }
+  });
+});
+
+describe("API cluster mode", () => {
+  it("runs API_PROCESSES processes on one port and replaces one that dies", async () => {
+    const port = await freePort();
+    const api = await spawnApi(prefix, port, { API_PROCESSES: "2" });
+    try {
+      await waitFor(() => (api.output().match(/API listening/g) ?? []).length === 2, 15_000, "two processes");
+      const pids = [...api.output().matchAll(/"pid":(\d+)[^\n]*API listening/g)].map((m) => Number(m[1]));
+      expect(new Set(pids).size).toBe(2);
+      expect((await request(`http://127.0.0.1:${port}`, "GET", "/healthz")).status).toBe(200);
+      process.kill(pids[0]!, "SIGKILL");
+      await waitFor(() => api.output().includes("API process died; replacing it"), 10_000, "replacement");
+      await waitFor(() => (api.output().match(/API listening/g) ?? []).length === 3, 15_000, "a third process");
+      expect((await request(`http://127.0.0.1:${port}`, "GET", "/healthz")).status).toBe(200);
+    } finally {
+      api.proc.kill("SIGTERM");
+      expect(await api.exited).toBe(0);
+    }
+  });
+
+  it("processes that die at start are restarted under a backoff, not in a loop", async () => {
+    const port = await freePort();
+    const blocker = await spawnApi(prefix, port);
+    try {
+      // The port is taken: every API process dies as it starts.
+      const doomed = await spawnApi(prefix, port, { API_PROCESSES: "2" }, "starting API processes");
+      await new Promise((r) => setTimeout(r, 4_000));
+      const deaths = (doomed.output().match(/API process died; replacing it/g) ?? []).length;
+      expect(deaths).toBeGreaterThan(0);
+      expect(deaths).toBeLessThan(10);
+      doomed.proc.kill("SIGTERM");
+      await doomed.exited;
+    } finally {
+      blocker.proc.kill("SIGTERM");
+      await blocker.exited;
+    }
+  });
+});

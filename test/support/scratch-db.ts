@@ -1,0 +1,44 @@
+import { join } from "node:path";
+import { createDb, migrateDatabase, type DbHandle } from "@ingest/db";
+import pg from "pg";
+import { inject } from "vitest";
+import { ROOT } from "./harness.js";
+
+export type ScratchDb = DbHandle & { url: string; name: string; drop: () => Promise<void> };
+
+/**
+ * A migrated database of the test file's own, beside the run's shared one: for data a
+ * test must see alone (list pages) or a database it must take away (PostgreSQL down).
+ * Global teardown drops any the file left behind.
+ */
+export async function createScratchDb(name: string): Promise<ScratchDb> {
+  const url = new URL(inject("databaseUrl"));
+  const dbName = `${url.pathname.slice(1)}_${name.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}`;
+  url.pathname = `/${dbName}`;
+  await migrateDatabase(url.toString(), join(ROOT, "migrations"));
+  const handle = createDb(url.toString(), { max: 4, applicationName: "ingest-test" });
+  let dropped: Promise<void> | undefined;
+  return {
+    ...handle,
+    url: url.toString(),
+    name: dbName,
+    drop: () =>
+      (dropped ??= (async () => {
+        await handle.close();
+        await dropDatabase(dbName);
+      })()),
+  };
+}
+
+/** DROP DATABASE ... WITH (FORCE): ends every connection to it, then removes it. */
+export async function dropDatabase(name: string): Promise<void> {
+  const admin = new URL(inject("databaseUrl"));
+  admin.pathname = "/postgres";
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    await client.query(`drop database if exists "${name.replaceAll('"', '""')}" with (force)`);
+  } finally {
+    await client.end();
+  }
+}
