@@ -117,6 +117,18 @@ async function main(command) {
       await svc.stop();
       process.exit(code);
     }
+    case "test:chaos": {
+      // The long form of the fault and fuzz tests: minutes of faults, 10,000 fuzz cases.
+      const svc = await services();
+      const env = { CHAOS_DURATION_MS: "120000", FUZZ_RUNS: "2500", ...process.env, ...svc.env };
+      const vitest = spawnSync(
+        join(ROOT, "node_modules", ".bin", "vitest"),
+        ["run", "test/chaos.e2e.test.ts", "test/fuzz.test.ts", ...process.argv.slice(3)],
+        { cwd: ROOT, stdio: "inherit", env },
+      );
+      await svc.stop();
+      process.exit(vitest.status ?? 1);
+    }
     case "migrate": {
       const svc = await services();
       const res = spawnSync(process.execPath, ["apps/worker/dist/migrate.js"], {
@@ -144,6 +156,21 @@ async function main(command) {
         process.on("SIGTERM", () => child.kill("SIGTERM"));
         code = await new Promise((resolve) => child.on("exit", (c, signal) => resolve(c ?? (signal ? 130 : 1))));
       }
+      await svc.stop();
+      process.exit(code);
+    }
+    case "bench": {
+      // `npm run bench [-- --quick]`: the throughput report (bench/run.mjs). It makes its own
+      // database, prefixes and processes and removes them; embedded services stop afterwards.
+      const svc = await services();
+      const child = spawn(process.execPath, [join(ROOT, "bench/run.mjs"), ...process.argv.slice(3)], {
+        cwd: ROOT,
+        stdio: "inherit",
+        env: { ...process.env, ...svc.env },
+      });
+      process.on("SIGINT", () => {}); // the terminal sends it to the bench as well, which cleans up
+      process.on("SIGTERM", () => child.kill("SIGTERM"));
+      const code = await new Promise((resolve) => child.on("exit", (c, signal) => resolve(c ?? (signal ? 130 : 1))));
       await svc.stop();
       process.exit(code);
     }

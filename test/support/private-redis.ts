@@ -14,14 +14,21 @@ export async function freePort(): Promise<number> {
 /** A throwaway redis-server of our own, to kill and restart under the service. */
 export class PrivateRedis {
   private proc: ChildProcess | undefined;
-  constructor(readonly port: number) {}
+  /** With `aofDir`, every write is fsynced to an append-only file there before Redis answers. */
+  constructor(
+    readonly port: number,
+    private readonly opts: { aofDir?: string } = {},
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
   async start(): Promise<void> {
-    this.proc = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    const persistence = this.opts.aofDir
+      ? ["--appendonly", "yes", "--appendfsync", "always", "--dir", this.opts.aofDir, "--maxmemory-policy", "noeviction"]
+      : ["--appendonly", "no"];
+    this.proc = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", ...persistence], {
       stdio: "ignore",
     });
     await waitFor(async () => {

@@ -1,0 +1,112 @@
+// Options of `npm run bench` and the environment every process of the run gets.
+import { randomBytes } from "node:crypto";
+import { parseArgs } from "node:util";
+
+export const USAGE = `usage: npm run bench -- [--quick] [options]
+  --quick            fewer, shorter runs (under a minute)
+  --only LIST        scenarios to run, of ingest,drain,e2e,reads (default all)
+  --seconds S        length of one load run (default 3, quick 1.5)
+  --repeats N        rounds per measurement; medians are reported (default 3, quick 1)
+  --jobs N           jobs per drain (default 6000, quick 800)
+  --workers LIST     worker process counts for the drain (default 1,2,4)
+  --concurrency N    jobs in flight per worker process, product and baselines alike (default 20)
+  --e2e-seconds S    length of the end-to-end run (default 20, quick 4)
+  --e2e-rate R       offered req/s in the end-to-end run (default: half the slower tier)
+  --products N       catalog size for the reads and the import (default 10000, quick 2000)`;
+
+const SCENARIOS = ["ingest", "drain", "e2e", "reads"];
+
+export function parseOptions(argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: "boolean", default: false },
+      only: { type: "string" },
+      seconds: { type: "string" },
+      repeats: { type: "string" },
+      jobs: { type: "string" },
+      workers: { type: "string" },
+      concurrency: { type: "string" },
+      "e2e-seconds": { type: "string" },
+      "e2e-rate": { type: "string" },
+      products: { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) return { help: true };
+  const q = values.quick;
+  const num = (name, fallback, { min = 0, max = Infinity } = {}) => {
+    const raw = values[name];
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number from ${min} to ${max}`);
+    return n;
+  };
+  const only = values.only ? values.only.split(",").map((s) => s.trim()) : SCENARIOS;
+  const unknown = only.filter((s) => !SCENARIOS.includes(s));
+  if (unknown.length) throw new Error(`--only: unknown scenario ${unknown.join(", ")} (known: ${SCENARIOS.join(", ")})`);
+  const workers = (values.workers ?? "1,2,4").split(",").map(Number);
+  if (workers.some((w) => !Number.isInteger(w) || w < 1 || w > 8)) throw new Error("--workers takes counts from 1 to 8");
+  return {
+    quick: q,
+    only,
+    seconds: num("seconds", q ? 1.5 : 3, { min: 0.5, max: 30 }),
+    repeats: Math.round(num("repeats", q ? 1 : 3, { min: 1, max: 9 })),
+    warmupSeconds: q ? 0.3 : 1,
+    jobs: Math.round(num("jobs", q ? 800 : 6_000, { min: 100, max: 200_000 })),
+    workers,
+    concurrency: Math.round(num("concurrency", 20, { min: 1, max: 500 })),
+    e2eSeconds: num("e2e-seconds", q ? 4 : 20, { min: 2, max: 180 }),
+    e2eRate: values["e2e-rate"] === undefined ? undefined : num("e2e-rate", 0, { min: 1, max: 50_000 }),
+    products: Math.round(num("products", q ? 2_000 : 10_000, { min: 100, max: 1_000_000 })),
+  };
+}
+
+/** Names of this run: its database, queue prefixes and cache prefix all carry `bench-<run>`. */
+export function createRun(env) {
+  const now = new Date();
+  const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const run = `${now.getTime().toString(36)}${randomBytes(2).toString("hex")}`;
+  return {
+    run,
+    stamp,
+    baseDatabaseUrl: env.DATABASE_URL || "postgres://postgres@127.0.0.1:5432/ingest",
+    redisUrl: env.REDIS_URL || "redis://127.0.0.1:6379",
+    dbName: `ingest_bench_${run}`,
+    keyPattern: `*bench-${run}*`,
+    prefix: (scenario) => `{bench-${run}${scenario ? `-${scenario}` : ""}}`,
+    cachePrefix: `bench-${run}:cache`,
+    adminPassword: randomBytes(12).toString("hex"),
+  };
+}
+
+/** Environment of the product's API, as production would run it, minus the guards that would skew a load test. */
+export function apiEnv(ctx, prefix, extra = {}) {
+  return {
+    NODE_ENV: "production",
+    LOG_LEVEL: "warn",
+    DATABASE_URL: ctx.databaseUrl,
+    REDIS_URL: ctx.redisUrl,
+    QUEUE_PREFIX: prefix,
+    CACHE_PREFIX: ctx.cachePrefix,
+    RATE_LIMIT_PER_MIN: "0",
+    SHED_LAG_MS: "0",
+    QUEUE_HIGH_WATER: "0",
+    ADMIN_USER: "bench",
+    ADMIN_PASSWORD: ctx.adminPassword,
+    ...extra,
+  };
+}
+
+export function workerEnv(ctx, prefix, extra = {}) {
+  return {
+    NODE_ENV: "production",
+    LOG_LEVEL: "warn",
+    DATABASE_URL: ctx.databaseUrl,
+    REDIS_URL: ctx.redisUrl,
+    QUEUE_PREFIX: prefix,
+    CACHE_PREFIX: ctx.cachePrefix,
+    WORKER_CONCURRENCY: String(ctx.opts.concurrency),
+    ...extra,
+  };
+}

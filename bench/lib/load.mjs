@@ -1,0 +1,88 @@
+// Bounded HTTP load with autocannon against 127.0.0.1 only.
+import autocannon from "autocannon";
+
+export const CONNECTIONS = 50;
+// A hard cap per run beside the duration, so no run can go on unbounded.
+const MAX_RATE = 50_000;
+const AMOUNT_CAP_S = 30;
+
+/**
+ * Runs one load, bounded in time and requests. `request` is an autocannon request object (method, path, headers,
+ * setupRequest, ...); `overallRate` fixes the offered rate. Returns the figures we keep.
+ */
+export async function runLoad(url, { seconds, amount, request, overallRate, connections = CONNECTIONS, countHeader }) {
+  if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(url)) throw new Error(`refusing to load ${url}: 127.0.0.1 only`);
+  const seen = {};
+  const req = { ...request };
+  if (countHeader) {
+    req.onResponse = (_status, _body, _ctx, headers) => {
+      let v = "none";
+      for (const k in headers) if (k.toLowerCase() === countHeader) v = headers[k];
+      seen[v] = (seen[v] ?? 0) + 1;
+    };
+  }
+  const tracker = autocannon({
+    url,
+    connections,
+    // Either `amount` requests (stopped after AMOUNT_CAP_S anyway), or `seconds` long and capped in requests.
+    ...(amount ? { amount } : { duration: seconds, maxOverallRequests: Math.ceil(MAX_RATE * seconds) }),
+    ...(overallRate ? { overallRate } : {}),
+    requests: [req],
+    sampleInt: 250,
+    timeout: 10,
+  });
+  const cap = amount ? setTimeout(() => tracker.stop(), AMOUNT_CAP_S * 1000) : undefined;
+  const result = await tracker;
+  clearTimeout(cap);
+  const ok = result["2xx"];
+  return {
+    seconds: result.duration,
+    ok,
+    rate: ok / result.duration,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    ...(countHeader ? { [countHeader]: seen } : {}),
+  };
+}
+
+export const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** Median of each figure over repeated runs (the runs are kept as well). */
+export function summarise(runs) {
+  const pick = (k) => median(runs.map((r) => r[k]));
+  return { rate: pick("rate"), p50: pick("p50"), p99: pick("p99"), ok: runs.reduce((s, r) => s + r.ok, 0),
+    non2xx: runs.reduce((s, r) => s + r.non2xx, 0), errors: runs.reduce((s, r) => s + r.errors, 0), runs };
+}
+
+/**
+ * Runs each target in turn, `repeats` rounds, so slow drifts of a noisy machine fall on
+ * all of them alike. targets: { key: { url, request, countHeader? } }.
+ */
+export async function roundRobin(targets, { seconds, repeats, warmupSeconds }) {
+  const runs = Object.fromEntries(Object.keys(targets).map((k) => [k, []]));
+  if (warmupSeconds) for (const t of Object.values(targets)) await runLoad(t.url, { ...t, seconds: warmupSeconds });
+  for (let i = 0; i < repeats; i++) {
+    for (const [key, t] of Object.entries(targets)) runs[key].push(await runLoad(t.url, { ...t, seconds }));
+  }
+  return Object.fromEntries(Object.entries(runs).map(([k, r]) => [k, summarise(r)]));
+}
+
+/** A POST /registrations request whose body carries a fresh email every time. */
+export function registrationRequest(tag) {
+  let n = 0;
+  return {
+    method: "POST",
+    path: "/registrations",
+    headers: { "content-type": "application/json" },
+    setupRequest: (req) => ({
+      ...req,
+      body: JSON.stringify({ email: `${tag}-${n++}@bench.example`, name: "Bench User", plan: "free" }),
+    }),
+  };
+}

@@ -1,0 +1,64 @@
+// The registrations queue seen from outside: prefilled with the producer's job shape,
+// watched until empty.
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { onTeardown, state } from "./processes.mjs";
+
+// The producer's defaults (packages/jobs/src/queues.ts), so finished jobs are trimmed alike.
+const JOB_OPTIONS = {
+  attempts: 10,
+  backoff: { type: "exponential", delay: 1_000 },
+  removeOnComplete: { age: 3_600, count: 10_000 },
+  removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
+};
+const PENDING = ["waiting", "active", "delayed", "prioritized", "paused", "waiting-children"];
+
+export function openQueue(redisUrl, prefix) {
+  if (state.aborted) throw new Error("aborted");
+  // Fails rather than waits when Redis goes away, and is cut at teardown.
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+  const unregister = onTeardown(() => connection.disconnect());
+  const queue = new Queue("registrations", { connection, prefix, streams: { events: { maxLen: 10_000 } } });
+  queue.on("error", (err) => console.error(`bench queue error: ${err.message}`));
+  return {
+    queue,
+    async close() {
+      unregister();
+      await queue.close().catch(() => {});
+      connection.disconnect();
+    },
+  };
+}
+
+/** Adds n registration jobs exactly as the API would store them, in a few round trips. */
+export async function prefill(queue, n, tag) {
+  for (let i = 0; i < n; i += 1_000) {
+    const jobs = [];
+    for (let j = i; j < Math.min(n, i + 1_000); j++) {
+      jobs.push({
+        name: "registration.create",
+        data: { payload: { registration: { email: `${tag}-${j}@bench.example`, name: "Bench User" } } },
+        opts: { ...JOB_OPTIONS, jobId: `reg-${randomUUID()}` },
+      });
+    }
+    await queue.addBulk(jobs);
+  }
+}
+
+export async function pendingJobs(queue) {
+  const counts = await queue.getJobCounts(...PENDING);
+  return PENDING.reduce((sum, k) => sum + (counts[k] ?? 0), 0);
+}
+
+/** Waits (polling every 10 ms) until nothing is pending; returns the elapsed ms. */
+export async function waitEmpty(queue, { timeoutMs }) {
+  const started = performance.now();
+  while ((await pendingJobs(queue)) > 0) {
+    if (state.aborted) throw new Error("aborted");
+    if (performance.now() - started > timeoutMs) throw new Error(`queue not drained after ${timeoutMs} ms`);
+    await sleep(10);
+  }
+  return performance.now() - started;
+}

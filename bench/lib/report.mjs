@@ -1,0 +1,112 @@
+// Turns the scenario results into rows (figure, baseline, ratio, target) for the table,
+// the JSON and the chart, and prints the table.
+const fmt = (n, digits = 0) => (n === undefined || Number.isNaN(n) ? "–" : n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const ms = (n) => (n === undefined ? "" : `${fmt(n, n < 10 ? 1 : 0)} ms`);
+
+/** Each row: { group, label, value, unit, p50?, p99?, product?, ratios: [{to, ratio, target?, met?}] , note? } */
+export function buildRows(results) {
+  const rows = [];
+  const ratio = (a, b) => (a && b ? a / b : undefined);
+  const check = (r, target) => (r === undefined ? { target, met: undefined } : { target, met: r >= target });
+  const { ingest, drain, e2e, reads } = results;
+
+  if (ingest) {
+    const { api, floorPost, sync } = ingest;
+    const r1 = ratio(api.rate, floorPost.rate);
+    const r2 = ratio(api.rate, sync.rate);
+    rows.push({ group: "ingest", label: "API POST /registrations → 202", value: api.rate, unit: "req/s", p50: api.p50, p99: api.p99, product: true,
+      ratios: [{ to: "floor POST", ratio: r1, ...check(r1, 0.9) }, { to: "sync design", ratio: r2, ...check(r2, 1.6) }] });
+    rows.push({ group: "ingest", label: "baseline: Express floor POST", value: floorPost.rate, unit: "req/s", p50: floorPost.p50, p99: floorPost.p99, ratios: [] });
+    rows.push({ group: "ingest", label: "baseline: Express + INSERT (sync)", value: sync.rate, unit: "req/s", p50: sync.p50, p99: sync.p99, ratios: [] });
+  }
+  if (drain) {
+    const counts = [...new Set(Object.values(drain).map((d) => d.workers))];
+    for (const w of counts) {
+      const [worker, noop, insert] = ["worker", "noop", "insert"].map((k) => drain[`${k}:${w}`]);
+      const group = `drain ×${w}`;
+      if (worker) {
+        const r1 = ratio(worker.rate, noop?.rate);
+        const r2 = ratio(worker.rate, insert?.rate);
+        const capped = worker.runs.some((x) => x.capped);
+        rows.push({ group, label: `worker ×${w} (${worker.jobs} jobs)`, value: worker.rate, unit: "jobs/s", product: true,
+          note: [capped && "capped", worker.failed && `${worker.failed} failed`, worker.rows !== worker.completed && `${worker.rows} rows for ${worker.completed} jobs`].filter(Boolean).join(", ") || undefined,
+          ratios: [{ to: `no-op ×${w}`, ratio: r1, ...check(r1, 0.85) }, { to: `INSERT/job ×${w}`, ratio: r2, ...check(r2, 3) }] });
+      }
+      if (noop) rows.push({ group, label: `baseline: BullMQ no-op ×${w}`, value: noop.rate, unit: "jobs/s", ratios: [] });
+      if (insert) rows.push({ group, label: `baseline: one INSERT per job ×${w}`, value: insert.rate, unit: "jobs/s", ratios: [] });
+    }
+  }
+  if (e2e) {
+    const bounded = e2e.backlogAtEnd <= Math.max(50, e2e.offeredRate * 0.5);
+    rows.push({ group: "end to end", label: `accepted at ${e2e.offeredRate} req/s offered, ${fmt(e2e.seconds, 1)} s`, value: e2e.acceptedRate, unit: "req/s", p50: e2e.p50, p99: e2e.p99, product: true,
+      ratios: [{ to: "offered", ratio: ratio(e2e.acceptedRate, e2e.offeredRate) }] });
+    rows.push({ group: "end to end", label: "drained during the load (2 workers)", value: e2e.drainedRate, unit: "rows/s", product: true,
+      ratios: [{ to: "accepted", ratio: ratio(e2e.drainedDuringLoad, e2e.accepted) }] });
+    rows.push({ group: "end to end", label: `accepted = drained (${e2e.accepted} / ${e2e.drained})`, value: undefined, unit: "",
+      ratios: [{ to: "", target: "equal", met: e2e.accepted === e2e.drained && e2e.failed === 0 }] });
+    rows.push({ group: "end to end", label: `backlog at end ${e2e.backlogAtEnd} (max ${e2e.backlogMax}), tail ${fmt(e2e.tailMs)} ms`, value: undefined, unit: "",
+      ratios: [{ to: "", target: "< 0.5 s of intake", met: bounded }] });
+    const rss = e2e.samples.map((s) => s.apiRss).filter(Boolean);
+    const mem = e2e.samples.map((s) => s.redisUsedMemory).filter(Boolean);
+    const long = e2e.seconds >= 115;
+    const mb = (b) => fmt(b / 2 ** 20, 1);
+    if (rss.length > 1) {
+      const growth = rss.at(-1) / rss[Math.floor(rss.length / 4)];
+      rows.push({ group: "end to end", label: `API RSS ${mb(rss[0])} → ${mb(rss.at(-1))} MB`, value: undefined, unit: "",
+        ratios: [{ to: "", target: long ? "flat over 2 min" : "2 min run needed", met: long ? growth < 1.1 : undefined }] });
+    }
+    if (mem.length > 1) {
+      rows.push({ group: "end to end", label: `Redis used memory ${mb(mem[0])} → ${mb(mem.at(-1))} MB`, value: undefined, unit: "",
+        ratios: [{ to: "", target: long ? "bounded" : "2 min run needed", met: long ? mem.at(-1) < mem[Math.floor(mem.length / 2)] * 1.2 : undefined }] });
+    }
+  }
+  if (reads) {
+    const { hit, miss, stale, floorGet } = reads;
+    const share = (r, h) => (r.served?.[h] ?? 0) / Object.values(r.served ?? {}).reduce((a, b) => a + b, 0);
+    const rr = ratio(hit.rate, floorGet.rate);
+    rows.push({ group: "reads", label: "GET /products/:id HIT", value: hit.rate, unit: "req/s", p50: hit.p50, p99: hit.p99, product: true,
+      note: `${fmt(share(hit, "HIT") * 100)}% HIT`, ratios: [{ to: "floor GET", ratio: rr, ...check(rr, 0.9) }] });
+    rows.push({ group: "reads", label: "GET /products/:id STALE", value: stale.rate, unit: "req/s", p50: stale.p50, p99: stale.p99, product: true,
+      note: `${fmt(share(stale, "STALE") * 100)}% STALE`, ratios: [{ to: "floor GET", ratio: ratio(stale.rate, floorGet.rate) }] });
+    rows.push({ group: "reads", label: "GET /products/:id MISS", value: miss.rate, unit: "req/s", p50: miss.p50, p99: miss.p99, product: true,
+      note: `${fmt(share(miss, "MISS") * 100)}% MISS`,
+      ratios: [{ to: "floor GET", ratio: ratio(miss.rate, floorGet.rate) }, { to: `p99 (${fmt(reads.import.products)} products)`, target: "< 20 ms", met: miss.p99 < 20 }] });
+    rows.push({ group: "reads", label: "baseline: Express constant GET", value: floorGet.rate, unit: "req/s", p50: floorGet.p50, p99: floorGet.p99, ratios: [] });
+    const imp = reads.import;
+    rows.push({ group: "import", label: `import ${fmt(imp.loaded)} rows (${fmt(imp.products)} products) in ${imp.took}`, value: imp.rate, unit: "rows/s", product: true,
+      ratios: [{ to: "", target: "≥ 100,000 rows/s", met: imp.rate >= 100_000 }] });
+  }
+  return rows;
+}
+
+const pad = (s, n) => String(s).padEnd(n);
+const lpad = (s, n) => String(s).padStart(n);
+
+export function formatTable(rows) {
+  const lines = [];
+  const head = `${pad("figure", 52)}${lpad("value", 16)}${lpad("p50", 9)}${lpad("p99", 9)}   ratio (target) met`;
+  lines.push(head, "-".repeat(head.length + 12));
+  let group;
+  for (const r of rows) {
+    if (r.group !== group) {
+      group = r.group;
+      lines.push(`[${group}]`);
+    }
+    const value = r.value === undefined ? "" : `${fmt(r.value)} ${r.unit}`;
+    const ratios = r.ratios
+      .map((x) => {
+        const target = typeof x.target === "number" ? ` (≥ ${x.target}×)` : x.target ? ` (${x.target})` : "";
+        const met = x.met === undefined ? (x.target ? " not judged" : "") : x.met ? " MET" : " NOT MET";
+        const value = x.ratio === undefined ? "" : `${fmt(x.ratio, 2)}× `;
+        return `${value}${x.to}${target}${met}`.trim();
+      })
+      .join("; ");
+    lines.push(`  ${pad(r.label, 50)}${lpad(value, 16)}${lpad(ms(r.p50), 9)}${lpad(ms(r.p99), 9)}   ${ratios}${r.note ? ` [${r.note}]` : ""}`);
+  }
+  return lines.join("\n");
+}
+
+/** Every target with its verdict, for the JSON and the summary line. */
+export function targets(rows) {
+  return rows.flatMap((r) => r.ratios.filter((x) => x.target !== undefined).map((x) => ({ figure: r.label, against: x.to, ratio: x.ratio, target: x.target, met: x.met ?? null })));
+}

@@ -1,0 +1,82 @@
+// Drain: N jobs waiting, then time to empty with 1, 2, 4 worker processes, for the
+// product's worker and two baselines taking the very same jobs: BullMQ's no-op ceiling
+// and a worker doing one INSERT per job.
+import { setTimeout as sleep } from "node:timers/promises";
+import { workerEnv } from "../lib/config.mjs";
+import { median } from "../lib/load.mjs";
+import { startNode, state, waitFor } from "../lib/processes.mjs";
+import { openQueue, pendingJobs, prefill } from "../lib/queue.mjs";
+import { countRows, deleteKeys } from "../lib/resources.mjs";
+
+export const KINDS = {
+  worker: { script: "apps/worker/dist/index.js", table: "registrations" },
+  noop: { script: "bench/targets/baseline-worker.mjs", mode: "noop" },
+  insert: { script: "bench/targets/baseline-worker.mjs", mode: "insert", table: "bench_job_registrations" },
+};
+
+async function startWorkers(ctx, kind, count, prefix, queue) {
+  const { script, mode } = KINDS[kind];
+  const env = workerEnv(ctx, prefix, mode ? { BENCH_MODE: mode } : {});
+  const procs = Array.from({ length: count }, (_, i) => startNode(`${kind} worker ${i + 1}`, script, env));
+  await waitFor(async () => (await queue.getWorkersCount()) >= count, { label: `${count} ${kind} worker(s)`, child: procs[0] });
+  return procs;
+}
+
+/** Prefills while paused, then resumes and polls until empty (or the time cap). */
+async function drainOnce(queue, n, tag, capMs) {
+  await queue.pause();
+  await prefill(queue, n, tag);
+  await queue.resume();
+  const started = performance.now();
+  let pending = n;
+  while (pending > 0 && performance.now() - started < capMs) {
+    if (state.aborted) throw new Error("aborted");
+    await sleep(10);
+    pending = await pendingJobs(queue);
+  }
+  const ms = performance.now() - started;
+  if (pending > 0) {
+    // Capped: drop what is still waiting so the next round starts from an empty queue.
+    await queue.pause();
+    await queue.drain(true);
+    await queue.resume();
+  }
+  return { ms, done: n - pending, rate: ((n - pending) * 1000) / ms, capped: pending > 0 };
+}
+
+export async function runDrain(ctx, log) {
+  const { jobs, repeats, workers, quick } = ctx.opts;
+  // Bounds: one drain stops at capMs (what finished by then is measured); further repeats
+  // of a kind and count start only while that pair has used less than budgetMs.
+  const capMs = quick ? 4_000 : 10_000;
+  const budgetMs = quick ? 4_000 : 12_000;
+  const results = {};
+  for (const count of workers) {
+    for (const kind of Object.keys(KINDS)) {
+      const prefix = ctx.prefix(`drain-${kind}-${count}`);
+      const { queue, close } = openQueue(ctx.redisUrl, prefix);
+      const procs = await startWorkers(ctx, kind, count, prefix, queue);
+      try {
+        const table = KINDS[kind].table;
+        const before = table ? await countRows(ctx.databaseUrl, table) : 0;
+        const warm = await drainOnce(queue, Math.min(quick ? 100 : 500, jobs), `${ctx.run}-${kind}-${count}-warm`, 2_000); // JIT, pools, connections
+        const runs = [];
+        const begun = performance.now();
+        for (let r = 0; r < repeats && (r === 0 || performance.now() - begun < budgetMs); r++) {
+          runs.push(await drainOnce(queue, jobs, `${ctx.run}-${kind}-${count}-${r}`, capMs));
+        }
+        const rows = table ? (await countRows(ctx.databaseUrl, table)) - before : undefined;
+        const failed = (await queue.getJobCounts("failed")).failed ?? 0;
+        const rate = median(runs.map((x) => x.rate));
+        const completed = warm.done + runs.reduce((sum, x) => sum + x.done, 0);
+        results[`${kind}:${count}`] = { kind, workers: count, jobs, rate, runs, completed, rows, failed };
+        log(`drain ${kind} ×${count}: ${Math.round(rate)} jobs/s${runs.some((x) => x.capped) ? " (capped)" : ""}${rows === undefined ? "" : `, ${rows} rows`}${failed ? `, ${failed} FAILED` : ""}`);
+      } finally {
+        await Promise.all(procs.map((p) => p.stop()));
+        await close();
+        await deleteKeys(ctx.redisUrl, `${prefix}*`);
+      }
+    }
+  }
+  return results;
+}

@@ -1,0 +1,196 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sql } from "drizzle-orm";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { spawnApi, spawnWorker, testDb, testEnv, waitFor, type ApiProcess, type WorkerProcess } from "./support/harness.js";
+import { freePort, PrivateRedis } from "./support/private-redis.js";
+
+// Short in `npm test`; `npm run test:chaos` runs it for minutes.
+const DURATION_MS = Number(process.env.CHAOS_DURATION_MS ?? 8_000);
+const FAULT_EVERY_MS = Number(process.env.CHAOS_FAULT_EVERY_MS ?? 1_500);
+const REGISTRATION_CLIENTS = 3;
+const PRODUCT_CLIENTS = 2;
+
+const { prefix } = testEnv("chaos");
+const { db, close: closeDb } = testDb();
+const aofDir = mkdtempSync(join(tmpdir(), "chaos-redis-"));
+afterAll(async () => {
+  await closeDb();
+  rmSync(aofDir, { recursive: true, force: true });
+});
+
+type Fault = { name: string; at: number; recoveredMs?: number };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("chaos: nothing lost, nothing doubled", () => {
+  it(
+    "writes under worker kills, Redis kills, cut database connections and API restarts each take effect exactly once",
+    async () => {
+      const redis = new PrivateRedis(await freePort(), { aofDir });
+      await redis.start();
+      const port = await freePort();
+      const base = `http://127.0.0.1:${port}`;
+      const env = { REDIS_URL: redis.url, CACHE_REDIS_URL: inject("redisUrl") };
+      const workerEnv = { ...env, LOCK_DURATION_MS: "2000", STALLED_INTERVAL_MS: "1000" };
+      let api: ApiProcess = await spawnApi(prefix, port, env);
+      const workers: WorkerProcess[] = [await spawnWorker(prefix, workerEnv), await spawnWorker(prefix, workerEnv)];
+
+      const accepted = new Map<string, { jobId: string; email?: string }>();
+      const lastEdit = new Map<number, string>();
+      const unexpected: string[] = [];
+      let stop = false;
+      let requests = 0;
+
+      /** Sends one write until it is accepted, retrying 503/409/429 and connection errors with the same key. */
+      const write = async (key: string, method: string, path: string, body: unknown): Promise<string> => {
+        for (;;) {
+          requests++;
+          try {
+            const res = await fetch(base + path, {
+              method,
+              headers: { "content-type": "application/json", "idempotency-key": key },
+              body: JSON.stringify(body),
+              signal: AbortSignal.timeout(10_000),
+            });
+            const json = (await res.json().catch(() => ({}))) as { jobId?: string };
+            if (res.status === 202) return json.jobId!;
+            if (![503, 409, 429].includes(res.status)) unexpected.push(`${method} ${path} ${key}: ${res.status}`);
+            if (res.status >= 500 && res.status !== 503) return "";
+          } catch {
+            // connection refused or dropped while a process restarts: retry
+          }
+          await sleep(50 + Math.random() * 150);
+        }
+      };
+
+      const registrations = async (n: number) => {
+        for (let i = 0; !stop; i++) {
+          const key = `chaos-r${n}-${i}`;
+          const email = `${key}@chaos.example.com`;
+          const jobId = await write(key, "POST", "/registrations", { email, name: key });
+          if (jobId) accepted.set(key, { jobId, email });
+        }
+      };
+      const edits = async (n: number) => {
+        const id = 990_000 + n;
+        const first = await write(`chaos-p${n}-put`, "PUT", `/products/${id}`, { name: "v-start", category: "chaos", default_price: 1 });
+        accepted.set(`chaos-p${n}-put`, { jobId: first });
+        lastEdit.set(id, "v-start");
+        for (let i = 0; !stop; i++) {
+          const name = `v${i}`;
+          const jobId = await write(`chaos-p${n}-${i}`, "PATCH", `/products/${id}`, { name });
+          if (jobId) {
+            accepted.set(`chaos-p${n}-${i}`, { jobId });
+            lastEdit.set(id, name);
+          }
+        }
+      };
+
+      /** Time from a fault until a fresh write is accepted and applied again. */
+      const recovery = async (fault: Fault) => {
+        const key = `chaos-probe-${fault.name}-${fault.at}`;
+        const email = `${key}@chaos.example.com`;
+        const jobId = await write(key, "POST", "/registrations", { email, name: key });
+        accepted.set(key, { jobId, email });
+        await waitFor(async () => {
+          const rows = (await db.execute(sql`select 1 from job_ledger where job_id = ${jobId} and status = 'completed'`)).rows;
+          return rows.length > 0;
+        }, 60_000, `recovery after ${fault.name}`);
+        fault.recoveredMs = Date.now() - fault.at;
+      };
+
+      const faults: Fault[] = [];
+      const injectors: [string, () => Promise<void>][] = [
+        ["worker-sigkill", async () => {
+          const victim = workers.shift()!;
+          victim.proc.kill("SIGKILL");
+          await victim.exited;
+          workers.push(await spawnWorker(prefix, workerEnv));
+        }],
+        ["pg-terminate", async () => {
+          await db.execute(sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'ingest-worker' and datname = current_database()`);
+        }],
+        ["redis-sigkill", async () => {
+          await redis.kill();
+          await sleep(500);
+          await redis.start();
+        }],
+        ["api-sigterm", async () => {
+          api.proc.kill("SIGTERM");
+          const code = await api.exited;
+          if (code !== 0) unexpected.push(`API exited ${code} on SIGTERM`);
+          api = await spawnApi(prefix, port, env);
+        }],
+      ];
+
+      const clients = [
+        ...Array.from({ length: REGISTRATION_CLIENTS }, (_, n) => registrations(n)),
+        ...Array.from({ length: PRODUCT_CLIENTS }, (_, n) => edits(n)),
+      ];
+      const started = Date.now();
+      const recoveries: Promise<void>[] = [];
+      try {
+        // Every kind of fault at least once, then on until the duration is up.
+        for (let i = 0; i < injectors.length || Date.now() - started < DURATION_MS; i++) {
+          await sleep(FAULT_EVERY_MS);
+          const [name, injectFault] = injectors[i % injectors.length]!;
+          const fault: Fault = { name, at: Date.now() };
+          faults.push(fault);
+          await injectFault();
+          recoveries.push(recovery(fault));
+        }
+        stop = true;
+        await Promise.all(clients);
+        const loadDone = Date.now();
+        await Promise.all(recoveries);
+        console.log(`chaos: load ${loadDone - started} ms, recoveries done +${Date.now() - loadDone} ms`);
+
+        // Everything accepted drains and applies exactly once.
+        const ids = [...accepted.values()].map((a) => a.jobId);
+        await waitFor(async () => {
+          const { rows } = await db.execute<{ n: number }>(
+            sql`select count(*)::int as n from job_ledger where status = 'completed' and job_id = any(string_to_array(${ids.join(",")}, ','))`,
+          );
+          return rows[0]!.n === new Set(ids).size;
+        }, 120_000, "every accepted write applied");
+        console.log(`chaos: drained +${Date.now() - loadDone} ms`);
+
+        const emails = [...accepted.values()].flatMap((a) => (a.email ? [a.email] : []));
+        const { rows: regs } = await db.execute<{ email: string; job_id: string }>(
+          sql`select email, job_id from registrations where email like '%@chaos.example.com'`,
+        );
+        const byEmail = new Map<string, string[]>();
+        for (const r of regs) byEmail.set(r.email, [...(byEmail.get(r.email) ?? []), r.job_id]);
+        const lost = emails.filter((e) => !byEmail.has(e));
+        const doubled = [...byEmail.entries()].filter(([, jobs]) => jobs.length > 1).map(([e]) => e);
+        // A second job for one write would have applied as a "duplicate" registration.
+        const { rows: dupJobs } = await db.execute<{ n: number }>(
+          sql`select count(*)::int as n from job_ledger l
+              where l.name = 'registration.create' and l.result->>'outcome' = 'duplicate'
+                and (l.result->>'registrationId')::int in (select id from registrations where email like '%@chaos.example.com')`,
+        );
+        for (const [id, name] of lastEdit) {
+          const { rows } = await db.execute<{ name: string }>(sql`select name from products where id = ${id}`);
+          expect(rows[0]?.name, `product ${id} ends at its last accepted edit`).toBe(name);
+        }
+        console.log(
+          `chaos: ${requests} requests, ${accepted.size} writes accepted, lost ${lost.length}, doubled ${doubled.length}; ` +
+            `faults: ${faults.map((f) => `${f.name} recovered in ${f.recoveredMs} ms`).join(", ")}`,
+        );
+        expect(unexpected).toEqual([]);
+        expect(lost).toEqual([]);
+        expect(doubled).toEqual([]);
+        expect(dupJobs[0]!.n).toBe(0);
+        expect(faults.length).toBeGreaterThanOrEqual(4);
+      } finally {
+        stop = true;
+        await Promise.allSettled(workers.map((w) => w.stop()));
+        api.proc.kill("SIGTERM");
+        await api.exited;
+        await redis.kill();
+      }
+    },
+    DURATION_MS + 240_000,
+  );
+});
