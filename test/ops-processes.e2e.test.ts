@@ -20,9 +20,11 @@ describe("worker metrics and health", () => {
     try {
       const base = `http://127.0.0.1:${apiPort}`;
       const ok = await request(base, "POST", "/products", { json: { name: "m", category: "c", default_price: 1 } });
-      const bad = await request(base, "PATCH", "/products/123456789", { json: { name: "nobody" } });
+      const bad = await request(base, "PATCH", "/products/123456789", { json: { name: "nobody" }, headers: { "x-request-id": "trace-from-client-42" } });
       await waitForJob(base, ok.body.jobId);
       await waitForJob(base, bad.body.jobId);
+      // The caller's request id travels with the job into the worker's log lines.
+      expect(worker.output()).toMatch(/"requestId":"trace-from-client-42"[^\n]*job failed permanently/);
       const health = await request(`http://127.0.0.1:${port}`, "GET", "/healthz");
       expect(health.status).toBe(200);
       const metrics = await request(`http://127.0.0.1:${port}`, "GET", "/metrics");

@@ -41,10 +41,13 @@ export function createJobStatusReader(queues: Queues, db: Db, redisReady: () => 
     if (!queue) return undefined;
     // BullMQ waits for a lost connection instead of failing; do not wait with it.
     if (!redisReady()) throw new Error("queue Redis is not connected");
+    // State first, then the job: a job is moved to completed/failed in the same script
+    // that writes its result, so reading in this order never pairs "completed" with a
+    // result not yet written.
+    const state = STATE[await queues[queue].getJobState(id)];
+    if (!state) return undefined;
     const job = await queues[queue].getJob(id);
     if (!job) return undefined;
-    const state = STATE[await job.getState()];
-    if (!state) return undefined;
     const status: JobStatus = {
       id,
       type: job.name,

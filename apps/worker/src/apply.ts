@@ -14,6 +14,8 @@ export type JobEnvelope = {
   data: JobData;
   timestamp: number;
   attemptsMade: number;
+  /** Started before (a retry, or a run whose worker died or lost its lock). */
+  redelivered: boolean;
 };
 
 export type Outcome =
@@ -23,9 +25,9 @@ export type Outcome =
 export type ApplyOptions = { ignorePredecessor?: boolean };
 
 /**
- * Applies one job exactly once in effect. The ledger row is inserted first, so a
- * second delivery of the same job blocks on it until the first commits, then finds
- * the recorded outcome instead of applying again. Ordered edits take the product's
+ * Applies one job exactly once in effect. The job's ledger row is inserted in the
+ * same transaction as its effect, under the job id's primary key: of two deliveries
+ * of one job only one can commit, and a later one finds the recorded outcome. Ordered edits take the product's
  * lock and apply only in sequence; an edit older than the one applied is skipped.
  * The transaction is the unit a later batcher can widen to several jobs.
  */
@@ -39,25 +41,19 @@ export async function applyJob(db: Db, job: JobEnvelope, opts: ApplyOptions = {}
   try {
     return await db.transaction((tx) => applyInTx(tx, job, checked.value, opts));
   } catch (err) {
+    if (err instanceof AlreadyAppliedError) return priorOutcome(db, job.id);
     if (err instanceof PermanentJobError) return recordFailure(db, job, err);
     throw err;
   }
 }
 
 async function applyInTx(tx: Tx, job: JobEnvelope, payload: unknown, opts: ApplyOptions): Promise<Outcome> {
-  const claimed = await tx
-    .insert(jobLedger)
-    .values({
-      jobId: job.id,
-      queue: job.queue,
-      name: job.name,
-      status: "active",
-      attempts: job.attemptsMade + 1,
-      acceptedAt: new Date(job.timestamp),
-    })
-    .onConflictDoNothing({ target: jobLedger.jobId })
-    .returning({ jobId: jobLedger.jobId });
-  if (claimed.length === 0) return priorOutcome(tx, job.id);
+  // A job that ran before may have committed already: then answer from the ledger
+  // without doing the work again. First runs skip this read.
+  if (job.redelivered) {
+    const prior = await findOutcome(tx, job.id);
+    if (prior) return prior;
+  }
 
   const handler = HANDLERS[job.name] as (tx: Tx, payload: unknown, ctx: { jobId: string }) => Promise<unknown>;
   let result: unknown;
@@ -79,21 +75,44 @@ async function applyInTx(tx: Tx, job: JobEnvelope, payload: unknown, opts: Apply
   } else {
     result = await handler(tx, payload, { jobId: job.id });
   }
-  await tx
-    .update(jobLedger)
-    .set({ status: "completed", result, finishedAt: sql`now()` })
-    .where(eq(jobLedger.jobId, job.id));
+
+  // The ledger row commits with the effect. A concurrent delivery of the same job
+  // blocks here on the first one's uncommitted row; once that commits, the insert
+  // finds it and this transaction rolls its own effect back.
+  const recorded = await tx
+    .insert(jobLedger)
+    .values({
+      jobId: job.id,
+      queue: job.queue,
+      name: job.name,
+      status: "completed",
+      result,
+      attempts: job.attemptsMade + 1,
+      acceptedAt: new Date(job.timestamp),
+    })
+    .onConflictDoNothing({ target: jobLedger.jobId })
+    .returning({ jobId: jobLedger.jobId });
+  if (recorded.length === 0) throw new AlreadyAppliedError();
   return { status: "completed", result };
 }
 
-async function priorOutcome(tx: Tx, jobId: string): Promise<Outcome> {
+/** Another delivery of the same job committed first; ours must not count. */
+class AlreadyAppliedError extends Error {}
+
+async function findOutcome(tx: Tx | Db, jobId: string): Promise<Outcome | undefined> {
   const [row] = await tx.select().from(jobLedger).where(eq(jobLedger.jobId, jobId));
-  if (!row) throw new Error(`ledger row for ${jobId} vanished`);
+  if (!row) return undefined;
   if (row.status === "failed") {
     const [code = "FAILED", ...rest] = (row.error ?? "").split(": ");
     return { status: "failed", code, message: rest.join(": ") };
   }
   return { status: "completed", result: row.result };
+}
+
+async function priorOutcome(tx: Tx | Db, jobId: string): Promise<Outcome> {
+  const outcome = await findOutcome(tx, jobId);
+  if (!outcome) throw new Error(`ledger row for ${jobId} vanished`);
+  return outcome;
 }
 
 async function appliedSeq(tx: Tx, productId: number): Promise<number | undefined> {

@@ -58,6 +58,7 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
       data: job.data,
       timestamp: job.timestamp,
       attemptsMade: job.attemptsMade,
+      redelivered: job.attemptsStarted > 1 || job.attemptsMade > 0,
     };
     const started = performance.now();
     let outcome;
@@ -90,7 +91,8 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
     }
     // Before the job reports completed: the next read after that must miss the cache.
     await deps.catalog.afterCommit(job.name, envelope.data.payload, outcome.result);
-    log.info({ ms }, "job completed");
+    // Per-job success lines are debug: at thousands of jobs a second they would be the cost.
+    log.debug({ ms }, "job completed");
     void wakeSuccessor(job.id!).catch((err) => log.debug({ err }, "could not wake the next edit"));
     return outcome.result;
   };

@@ -16,6 +16,7 @@ const envelope = (name: JobEnvelope["name"], payload: unknown, extra: Partial<Jo
   data: { payload: payload as never, ...extra },
   timestamp: Date.now(),
   attemptsMade: 0,
+  redelivered: false,
 });
 
 const count = async (query: ReturnType<typeof sql>) => Number((await db.execute<{ n: string }>(query)).rows[0]!.n);
@@ -24,9 +25,12 @@ describe("exactly-once effect", () => {
   it("the same job delivered twice, one after the other, applies once and answers the same result", async () => {
     const job = envelope("registration.create", { registration: { email: "twice@example.com", name: "T" } });
     const first = await applyJob(db, job);
-    const second = await applyJob(db, { ...job, attemptsMade: 1 });
+    // A retry reads the ledger first; a delivery not marked as one finds it on commit.
+    const second = await applyJob(db, { ...job, attemptsMade: 1, redelivered: true });
+    const third = await applyJob(db, job);
     expect(first).toEqual({ status: "completed", result: { registrationId: expect.any(Number), outcome: "created" } });
     expect(second).toEqual(first);
+    expect(third).toEqual(first);
     expect(await count(sql`select count(*) as n from registrations where email = 'twice@example.com'`)).toBe(1);
   });
 
