@@ -159,11 +159,13 @@ async function main(command) {
       await svc.stop();
       process.exit(code);
     }
-    case "bench": {
-      // `npm run bench [-- --quick]`: the throughput report (bench/run.mjs). It makes its own
-      // database, prefixes and processes and removes them; embedded services stop afterwards.
+    case "bench":
+    case "soak": {
+      // `npm run bench [-- --quick]`: the throughput report (bench/run.mjs); `npm run soak`:
+      // minutes at a steady rate (bench/soak.mjs). Each makes its own database, prefixes
+      // and processes and removes them; embedded services stop afterwards.
       const svc = await services();
-      const child = spawn(process.execPath, [join(ROOT, "bench/run.mjs"), ...process.argv.slice(3)], {
+      const child = spawn(process.execPath, [join(ROOT, `bench/${command === "bench" ? "run" : "soak"}.mjs`), ...process.argv.slice(3)], {
         cwd: ROOT,
         stdio: "inherit",
         env: { ...process.env, ...svc.env },
