@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick]`: the throughput report of issue 5. Starts its own
+// `npm run bench [-- --quick]`: the throughput report. Starts its own
 // processes on free 127.0.0.1 ports against the configured PostgreSQL and Redis, in its
 // own database and key prefixes, and removes all of them at the end, also on failure or Ctrl-C.
 import { copyFile, mkdir, writeFile } from "node:fs/promises";

@@ -5,6 +5,8 @@ import { request, startApi, testEnv, type Api } from "./support/harness.js";
 
 // A few hundred cases per property here; the long run raises FUZZ_RUNS.
 const RUNS = Number(process.env.FUZZ_RUNS ?? 150);
+// Up to six requests per case; the long run needs minutes, not the default 30 s.
+const TIMEOUT_MS = 30_000 + RUNS * 60;
 const { prefix } = testEnv("fuzz");
 let api: Api;
 
@@ -57,7 +59,7 @@ const almostProduct = fc.record(
   { requiredKeys: [] },
 );
 
-describe("fuzzing the write routes: never a 5xx, never a stack trace, nothing enqueued for a 4xx", () => {
+describe("fuzzing the write routes: never a 5xx, never a stack trace, nothing enqueued for a 4xx", { timeout: TIMEOUT_MS }, () => {
   it("random JSON bodies", async () => {
     const before = await queued();
     let accepted = 0;

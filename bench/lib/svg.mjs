@@ -48,7 +48,7 @@ export function renderSvg(rows, { title, subtitle }) {
 <text x="16" y="26" class="title">${esc(title)}</text>
 <text x="16" y="46" class="sub">${esc(subtitle)}</text>
 ${out.join("\n")}
-<text x="16" y="${height - 12}" class="sub">blue: this product · grey: baselines measured in the same run · each group scaled to its largest bar · ✓/✗ targets of issues 5 and 3</text>
+<text x="16" y="${height - 12}" class="sub">blue: this product · grey: baselines measured in the same run · each group scaled to its largest bar · ✓/✗ targets</text>
 </svg>
 `;
 }

@@ -67,9 +67,12 @@ export type WorkerProcess = {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 };
 
-/** The compiled worker as its own process, as in production. Resolves once it is consuming. */
-export async function spawnWorker(prefix: string, extra: Record<string, string> = {}): Promise<WorkerProcess> {
-  const proc = spawn(process.execPath, [join(ROOT, "apps/worker/dist/index.js")], {
+/**
+ * A compiled app as its own process with the run's services and the given prefix;
+ * resolves once its output shows `readyText`, fails with its output if it exits first.
+ */
+async function spawnApp(app: "api" | "worker", prefix: string, env: Record<string, string>, readyText: string): Promise<WorkerProcess> {
+  const proc = spawn(process.execPath, [join(ROOT, `apps/${app}/dist/index.js`)], {
     env: {
       PATH: process.env.PATH,
       DATABASE_URL: inject("databaseUrl"),
@@ -78,7 +81,7 @@ export async function spawnWorker(prefix: string, extra: Record<string, string> 
       CACHE_PREFIX: cachePrefixFor(prefix),
       NODE_ENV: "test",
       LOG_LEVEL: "info",
-      ...extra,
+      ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -86,8 +89,8 @@ export async function spawnWorker(prefix: string, extra: Record<string, string> 
   proc.stdout!.on("data", (d) => (out += d));
   proc.stderr!.on("data", (d) => (out += d));
   const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
-  await waitFor(() => out.includes("worker started") || proc.exitCode !== null, 15_000, "worker start");
-  if (proc.exitCode !== null) throw new Error(`worker exited at start:\n${out}`);
+  await waitFor(() => out.includes(readyText) || proc.exitCode !== null, 15_000, `${app} start`);
+  if (proc.exitCode !== null) throw new Error(`${app} exited at start:\n${out}`);
   return {
     proc,
     output: () => out,
@@ -97,6 +100,11 @@ export async function spawnWorker(prefix: string, extra: Record<string, string> 
       return exited;
     },
   };
+}
+
+/** The compiled worker as its own process, as in production. Resolves once it is consuming. */
+export function spawnWorker(prefix: string, extra: Record<string, string> = {}): Promise<WorkerProcess> {
+  return spawnApp("worker", prefix, extra, "worker started");
 }
 
 /** Polls until the condition holds; fails with the label after the timeout. */
@@ -158,37 +166,15 @@ export async function waitForJob(base: string, jobId: string, timeoutMs = 15_000
   );
 }
 
-export type ApiProcess = { proc: ChildProcess; output: () => string; exited: Promise<number | null> };
+export type ApiProcess = WorkerProcess;
 
 /** The compiled API as its own process on a given port. Resolves once Redis is connected. */
-export async function spawnApi(
+export function spawnApi(
   prefix: string,
   port: number,
   extra: Record<string, string> = {},
   readyText = "queue redis connected",
 ): Promise<ApiProcess> {
-  const proc = spawn(process.execPath, [join(ROOT, "apps/api/dist/index.js")], {
-    env: {
-      PATH: process.env.PATH,
-      DATABASE_URL: inject("databaseUrl"),
-      REDIS_URL: inject("redisUrl"),
-      QUEUE_PREFIX: prefix,
-      CACHE_PREFIX: cachePrefixFor(prefix),
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      NODE_ENV: "test",
-      LOG_LEVEL: "info",
-      SHED_LAG_MS: "0",
-      RATE_LIMIT_PER_MIN: "0",
-      ...extra,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  proc.stdout!.on("data", (d) => (out += d));
-  proc.stderr!.on("data", (d) => (out += d));
-  const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
-  await waitFor(() => out.includes(readyText) || proc.exitCode !== null, 15_000, "api start");
-  if (proc.exitCode !== null) throw new Error(`api exited at start:\n${out}`);
-  return { proc, output: () => out, exited };
+  const env = { PORT: String(port), HOST: "127.0.0.1", SHED_LAG_MS: "0", RATE_LIMIT_PER_MIN: "0", ...extra };
+  return spawnApp("api", prefix, env, readyText);
 }
