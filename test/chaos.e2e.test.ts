@@ -153,7 +153,17 @@ describe("chaos: nothing lost, nothing doubled", () => {
             sql`select count(*)::int as n from job_ledger where status = 'completed' and job_id = any(string_to_array(${ids.join(",")}, ','))`,
           );
           return rows[0]!.n === new Set(ids).size;
-        }, 120_000, "every accepted write applied");
+        }, 120_000, "every accepted write applied").catch(async (err) => {
+          // Say which writes are missing and where their jobs are, before failing.
+          const { rows } = await db.execute<{ job_id: string }>(
+            sql`select job_id from job_ledger where job_id = any(string_to_array(${ids.join(",")}, ','))`,
+          );
+          const done = new Set(rows.map((r) => r.job_id));
+          const missing = [...new Set(ids)].filter((id) => !done.has(id));
+          const states = await Promise.all(missing.slice(0, 20).map(async (id) => (await fetch(`${base}/jobs/${id}`)).text()));
+          console.log(`chaos: ${missing.length} accepted writes not applied; first ones:\n${states.join("\n")}`);
+          throw err;
+        });
         console.log(`chaos: drained +${Date.now() - loadDone} ms`);
 
         const emails = [...accepted.values()].flatMap((a) => (a.email ? [a.email] : []));
