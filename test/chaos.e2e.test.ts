@@ -9,6 +9,7 @@ import { freePort, PrivateRedis } from "./support/private-redis.js";
 // Short in `npm test`; `npm run test:chaos` runs it for minutes.
 const DURATION_MS = Number(process.env.CHAOS_DURATION_MS ?? 8_000);
 const FAULT_EVERY_MS = Number(process.env.CHAOS_FAULT_EVERY_MS ?? 1_500);
+const DRAIN_TIMEOUT_MS = Math.max(120_000, DURATION_MS * 2.5);
 const REGISTRATION_CLIENTS = 3;
 const PRODUCT_CLIENTS = 2;
 
@@ -153,7 +154,9 @@ describe("chaos: nothing lost, nothing doubled", () => {
             sql`select count(*)::int as n from job_ledger where status = 'completed' and job_id = any(string_to_array(${ids.join(",")}, ','))`,
           );
           return rows[0]!.n === new Set(ids).size;
-        }, 120_000, "every accepted write applied").catch(async (err) => {
+          // Jobs hit by several faults wait in exponential backoff (1 s, doubling): give
+          // the backlog minutes after a long run.
+        }, DRAIN_TIMEOUT_MS, "every accepted write applied").catch(async (err) => {
           // Say which writes are missing and where their jobs are, before failing.
           const { rows } = await db.execute<{ job_id: string }>(
             sql`select job_id from job_ledger where job_id = any(string_to_array(${ids.join(",")}, ','))`,
@@ -201,6 +204,6 @@ describe("chaos: nothing lost, nothing doubled", () => {
         await redis.kill();
       }
     },
-    DURATION_MS + 240_000,
+    DURATION_MS * 1.5 + DRAIN_TIMEOUT_MS + 120_000,
   );
 });
