@@ -59,7 +59,7 @@ const workers: Worker[] = WRITE_QUEUES.map((name) => {
     prefix: env.QUEUE_PREFIX,
     concurrency: env.WORKER_CONCURRENCY || DEFAULT_CONCURRENCY[name],
     // A killed worker's jobs come back after the lock expires; tolerate a few kills.
-    maxStalledCount: 3,
+    maxStalledCount: 5,
     lockDuration: env.LOCK_DURATION_MS,
     stalledInterval: env.STALLED_INTERVAL_MS,
     // Fleet-wide finished counts per minute, kept a week; the API exports them.
