@@ -27,6 +27,8 @@ export type ProcessorDeps = {
 // A waiting edit leaves its id under its predecessor's, so the worker that applies the
 // predecessor can wake it at once instead of letting it sleep out its delay.
 const WAITER_TTL_S = 120;
+// How long a parked edit sleeps if its wake-up is lost (its predecessor's worker died).
+const PARKED_MS = 5_000;
 const waiterKey = (prefix: string, jobId: string) => `${prefix}:waiter:${jobId}`;
 
 export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
@@ -44,7 +46,12 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
     if (!waiter) return;
     await deps.redis.del(key);
     const next = await deps.queues[queue].getJob(waiter);
-    if (next && (await next.isDelayed())) await next.promote();
+    if (!next) return;
+    // The waiter may be a moment from parking itself; look again once before giving up.
+    for (const pause of [0, 100]) {
+      if (pause) await new Promise((r) => setTimeout(r, pause));
+      if (await next.isDelayed()) return next.promote();
+    }
   };
 
   return async (job: Job<JobData>, token?: string): Promise<unknown> => {
@@ -72,11 +79,14 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
         throw err;
       }
       if (await predecessorAlive(job, err.prevJobId)) {
-        // Wait without spending an attempt; the product's earlier edit goes first.
-        const waited = Date.now() - job.timestamp;
+        // Wait without spending an attempt; the product's earlier edit goes first. The
+        // edit parks until its predecessor's worker wakes it (right after committing);
+        // polling instead would make a deep backlog of one product's edits thrash.
         deps.metrics.orderWaits.inc();
         if (err.prevJobId) await deps.redis.set(waiterKey(deps.prefix, err.prevJobId), job.id!, "EX", WAITER_TTL_S);
-        await job.moveToDelayed(Date.now() + Math.min(1_000, Math.max(50, waited / 5)), token);
+        // The predecessor may have finished before the mark was set: then nobody wakes us.
+        const parked = err.prevJobId !== undefined && (await predecessorAlive(job, err.prevJobId));
+        await job.moveToDelayed(Date.now() + (parked ? PARKED_MS : 25), token);
         throw new DelayedError();
       }
       log.warn({ prevJobId: err.prevJobId }, "earlier edit of this product is gone; applying without it");
@@ -87,6 +97,8 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
     if (outcome.status === "failed") {
       deps.metrics.failures.inc({ queue, job: job.name, kind: "permanent" });
       log.warn({ code: outcome.code, reason: outcome.message, ms }, "job failed permanently");
+      // A failed edit still ends its turn: the next edit of the product may go.
+      void wakeSuccessor(job.id!).catch(() => {});
       throw new UnrecoverableError(`${outcome.code}: ${outcome.message}`);
     }
     // Before the job reports completed: the next read after that must miss the cache.
