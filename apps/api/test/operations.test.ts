@@ -80,6 +80,10 @@ describe("operator surfaces", () => {
     expect(r.headers.get("x-powered-by")).toBeNull();
     expect(r.headers.get("x-content-type-options")).toBe("nosniff");
     expect(r.headers.get("content-security-policy")).toContain("default-src 'self'");
+    // Plain-HTTP deployments must not have their board and docs assets upgraded to https.
+    expect(r.headers.get("content-security-policy")).not.toContain("upgrade-insecure-requests");
+    const docs = await request(api.url, "GET", "/docs");
+    expect(docs.headers.get("content-security-policy")).not.toContain("upgrade-insecure-requests");
     expect(r.headers.get("x-request-id")).toBeTruthy();
     const echoed = await request(api.url, "GET", "/healthz", { headers: { "x-request-id": "trace-123" } });
     expect(echoed.headers.get("x-request-id")).toBe("trace-123");
