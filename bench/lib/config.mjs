@@ -80,15 +80,20 @@ export function createRun(env) {
   };
 }
 
+/** What the API and the workers share: production mode, this run's database, Redis and prefixes. */
+const baseEnv = (ctx, prefix) => ({
+  NODE_ENV: "production",
+  LOG_LEVEL: "warn",
+  DATABASE_URL: ctx.databaseUrl,
+  REDIS_URL: ctx.redisUrl,
+  QUEUE_PREFIX: prefix,
+  CACHE_PREFIX: ctx.cachePrefix,
+});
+
 /** Environment of the product's API, as production would run it, minus the guards that would skew a load test. */
 export function apiEnv(ctx, prefix, extra = {}) {
   return {
-    NODE_ENV: "production",
-    LOG_LEVEL: "warn",
-    DATABASE_URL: ctx.databaseUrl,
-    REDIS_URL: ctx.redisUrl,
-    QUEUE_PREFIX: prefix,
-    CACHE_PREFIX: ctx.cachePrefix,
+    ...baseEnv(ctx, prefix),
     RATE_LIMIT_PER_MIN: "0",
     SHED_LAG_MS: "0",
     QUEUE_HIGH_WATER: "0",
@@ -100,12 +105,7 @@ export function apiEnv(ctx, prefix, extra = {}) {
 
 export function workerEnv(ctx, prefix, extra = {}) {
   return {
-    NODE_ENV: "production",
-    LOG_LEVEL: "warn",
-    DATABASE_URL: ctx.databaseUrl,
-    REDIS_URL: ctx.redisUrl,
-    QUEUE_PREFIX: prefix,
-    CACHE_PREFIX: ctx.cachePrefix,
+    ...baseEnv(ctx, prefix),
     WORKER_CONCURRENCY: String(ctx.opts.concurrency),
     ...extra,
   };

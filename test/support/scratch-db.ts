@@ -2,7 +2,9 @@ import { join } from "node:path";
 import { createDb, migrateDatabase, type DbHandle } from "@ingest/db";
 import pg from "pg";
 import { inject } from "vitest";
-import { ROOT } from "./harness.js";
+
+// Not taken from harness.ts: that would load the API's modules into every importer's tests.
+const ROOT = join(import.meta.dirname, "..", "..");
 
 export type ScratchDb = DbHandle & { url: string; name: string; drop: () => Promise<void> };
 
@@ -13,7 +15,7 @@ export type ScratchDb = DbHandle & { url: string; name: string; drop: () => Prom
  */
 export async function createScratchDb(name: string): Promise<ScratchDb> {
   const url = new URL(inject("databaseUrl"));
-  const dbName = `${url.pathname.slice(1)}_${name.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}`;
+  const dbName = `${url.pathname.slice(1)}_${name.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}`.slice(0, 63);
   url.pathname = `/${dbName}`;
   await migrateDatabase(url.toString(), join(ROOT, "migrations"));
   const handle = createDb(url.toString(), { max: 4, applicationName: "ingest-test" });

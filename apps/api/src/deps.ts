@@ -46,10 +46,9 @@ export function createRuntime(env: Env, log: Logger): Runtime {
   const catalog = createCatalogReads(db, catalogCacheConfig(env), log);
   let draining = false;
 
-  let metricsRef: ReturnType<typeof createMetrics> | undefined;
-  const shedder = createShedder({ lagMs: env.SHED_LAG_MS, onShed: () => metricsRef?.shed.inc({ reason: "event_loop" }) });
-  const metrics = createMetrics(queues, { eventLoopDelay: shedder.delayMs });
-  metricsRef = metrics;
+  // Each refers to the other only when called (a scrape, a shed request).
+  const metrics = createMetrics(queues, { eventLoopDelay: () => shedder.delayMs() });
+  const shedder = createShedder({ lagMs: env.SHED_LAG_MS, onShed: () => metrics.shed.inc({ reason: "event_loop" }) });
   const queueGuard = createQueueGuard(queues, {
     highWater: env.QUEUE_HIGH_WATER,
     onShed: () => metrics.shed.inc({ reason: "queue_full" }),

@@ -1,3 +1,4 @@
+import { withTimeout } from "@ingest/config";
 import type { Queues } from "@ingest/jobs";
 import type { RequestHandler } from "express";
 import client from "prom-client";
@@ -64,6 +65,7 @@ export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => num
             for (const state of JOB_STATES) this.set({ queue: name, state }, counts[state] ?? 0);
           }),
         ),
+        SCRAPE_TIMEOUT_MS,
       ).catch(() => this.reset());
     },
   });
@@ -83,6 +85,7 @@ export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => num
             }),
           ),
         ),
+        SCRAPE_TIMEOUT_MS,
       ).catch(() => this.reset());
     },
   });
@@ -105,14 +108,4 @@ export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => num
   };
 
   return { registry, middleware, handler, shed, rateLimited, writes };
-}
-
-function withTimeout<T>(p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("scrape timeout")), SCRAPE_TIMEOUT_MS);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

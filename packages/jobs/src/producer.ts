@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
+import { withTimeout } from "@ingest/config";
 import type { Redis } from "ioredis";
 import { JOB_ID_PREFIX, JOBS, type JobData, type JobName, type PayloadOf } from "./definitions.js";
 import type { Queues } from "./queues.js";
@@ -155,7 +156,7 @@ export class Producer {
     }
 
     try {
-      await withTimeout(this.deps.queues[def.queue].add(name, data as never, { jobId }), ADD_TIMEOUT_MS);
+      await withTimeout(this.deps.queues[def.queue].add(name, data as never, { jobId }), ADD_TIMEOUT_MS, "queue add");
     } catch (err) {
       // A timed-out add may still have landed. Free the key only when the job is
       // certainly absent; otherwise a retry waits out the pending window (409) and
@@ -188,12 +189,4 @@ export class Producer {
       .then((exists) => (exists ? 0 : this.redis.ingestRelease(idemKey, record)))
       .catch(() => {});
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,18 +1,13 @@
+import { withTimeout } from "@ingest/config";
 import { Router } from "express";
 
 export type HealthDeps = { checks: Record<string, () => Promise<unknown>>; isDraining: () => boolean; timeoutMs?: number };
 
-async function probe(check: () => Promise<unknown>, timeoutMs: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), timeoutMs);
-  });
-  try {
-    return await Promise.race([check().then(() => true, () => false), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const probe = (check: () => Promise<unknown>, timeoutMs: number): Promise<boolean> =>
+  withTimeout(check(), timeoutMs).then(
+    () => true,
+    () => false,
+  );
 
 export function healthRoutes({ checks, isDraining, timeoutMs = 1_000 }: HealthDeps): Router {
   const router = Router();

@@ -2,9 +2,8 @@ import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { migrateDatabase } from "@ingest/db";
-import pg from "pg";
-import { inject } from "vitest";
+import type pg from "pg";
+import { createScratchDb } from "../../../../test/support/scratch-db.js";
 
 export const ROOT = join(import.meta.dirname, "..", "..", "..", "..");
 
@@ -19,28 +18,11 @@ export type Scratch = {
  * whole tables, which must not meet the rows other test files write meanwhile.
  */
 export async function createScratchDatabase(label: string): Promise<Scratch> {
-  const base = new URL(inject("databaseUrl"));
-  const name = `${base.pathname.slice(1)}_${label}_${randomBytes(3).toString("hex")}`.slice(0, 63);
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  await migrateDatabase(url.toString(), join(ROOT, "migrations"));
-  const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
-  pool.on("error", () => {});
+  const db = await createScratchDb(`${label}_${randomBytes(3).toString("hex")}`);
   return {
-    url: url.toString(),
-    query: async (sql, params) => (await pool.query(sql, params)).rows,
-    drop: async () => {
-      await pool.end();
-      const admin = new URL(base);
-      admin.pathname = "/postgres";
-      const client = new pg.Client({ connectionString: admin.toString() });
-      await client.connect();
-      try {
-        await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-      } finally {
-        await client.end();
-      }
-    },
+    url: db.url,
+    query: async (sql, params) => (await db.pool.query(sql, params)).rows,
+    drop: db.drop,
   };
 }
 
