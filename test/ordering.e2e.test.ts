@@ -1,7 +1,7 @@
 import pg from "pg";
 import { sql } from "drizzle-orm";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { request, spawnWorker, startApi, testDb, testEnv, waitFor, waitForJob, type Api, type WorkerProcess } from "./support/harness.js";
 
 const { prefix, databaseUrl } = testEnv("order");
@@ -12,15 +12,22 @@ const { db, close: closeDb } = testDb();
 beforeAll(async () => {
   api = await startApi(prefix);
 });
+// Each test starts its own workers: the next one must find none running.
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.stop()));
+});
 afterAll(async () => {
-  await Promise.all(workers.map((w) => w.stop()));
   await api.close();
   await closeDb();
 });
 
-describe("per-product order across worker processes", () => {
+// Both ways a worker applies jobs: in micro-batches (the default) and one by one.
+describe.each<{ mode: string; env: Record<string, string>; base: number }>([
+  { mode: "micro-batched", env: {}, base: 700_000 },
+  { mode: "one by one", env: { WORKER_BATCH_SIZE: "1" }, base: 710_000 },
+])("per-product order across worker processes, $mode", ({ env, base }) => {
   it("edits wait for an earlier edit that is held up, then all apply in acceptance order", async () => {
-    const id = 700_001;
+    const id = base + 1;
     // Accept every edit before any worker runs, so the queue holds them all.
     const edits = [await request(api.url, "PUT", `/products/${id}`, { json: { name: "start", category: "c", default_price: 1 } })];
     for (let i = 0; i < 30; i++) {
@@ -39,7 +46,7 @@ describe("per-product order across worker processes", () => {
       [held],
     );
 
-    workers.push(await spawnWorker(prefix), await spawnWorker(prefix));
+    workers.push(await spawnWorker(prefix, env), await spawnWorker(prefix, env));
     await waitForJob(api.url, edits[0]!.body.jobId);
     // Give the workers time to try the later edits: none may overtake the held one.
     await sleep(1_500);
@@ -55,7 +62,8 @@ describe("per-product order across worker processes", () => {
   });
 
   it("under a steady stream of edits from two workers the last accepted edit wins", async () => {
-    const id = 700_002;
+    const id = base + 2;
+    workers.push(await spawnWorker(prefix, env), await spawnWorker(prefix, env));
     const edits = [await request(api.url, "PUT", `/products/${id}`, { json: { name: "v-start", category: "c", default_price: 1 } })];
     for (let i = 0; i < 40; i++) {
       const json = i % 2 === 0 ? { name: `v${i}` } : { slogan: `s${i}` };

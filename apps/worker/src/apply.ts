@@ -5,7 +5,7 @@ import { PermanentJobError, PredecessorPendingError } from "./errors.js";
 import { HANDLERS, type Tx } from "./handlers/index.js";
 
 // Namespace of the transaction-scoped advisory locks that serialise edits per product.
-const PRODUCT_LOCK_NAMESPACE = 1;
+export const PRODUCT_LOCK_NAMESPACE = 1;
 
 export type JobEnvelope = {
   id: string;
@@ -29,7 +29,8 @@ export type ApplyOptions = { ignorePredecessor?: boolean };
  * same transaction as its effect, under the job id's primary key: of two deliveries
  * of one job only one can commit, and a later one finds the recorded outcome. Ordered edits take the product's
  * lock and apply only in sequence; an edit older than the one applied is skipped.
- * The transaction is the unit a later batcher can widen to several jobs.
+ * This is the one-by-one path: applyBatch (apply-batch.ts) widens the transaction to
+ * many jobs and falls back to this when a batch cannot commit as a whole.
  */
 export async function applyJob(db: Db, job: JobEnvelope, opts: ApplyOptions = {}): Promise<Outcome> {
   const def = JOBS[job.name];
@@ -62,13 +63,9 @@ async function applyInTx(tx: Tx, job: JobEnvelope, payload: unknown, opts: Apply
     const { seq, prevSeq = null } = job.data;
     if (seq === undefined) throw new PermanentJobError("INVALID_PAYLOAD", "ordered edit without a sequence number");
     await tx.execute(sql`select pg_advisory_xact_lock(${PRODUCT_LOCK_NAMESPACE}, ${productId})`);
-    const applied = await appliedSeq(tx, productId);
-    if (applied !== undefined && applied >= seq) {
-      // A newer edit is already in place: this older one must not overwrite it.
-      result = job.name === "product.delete" ? { productId, deleted: true } : { productId };
-    } else {
-      const waiting = prevSeq !== null && (applied === undefined || applied < prevSeq);
-      if (waiting && !opts.ignorePredecessor) throw new PredecessorPendingError(job.data.prevJobId);
+    const turn = orderTurn(job, seq, prevSeq, await appliedSeq(tx, productId), opts);
+    if (turn === "superseded") result = supersededResult(job.name, productId);
+    else {
       result = await handler(tx, payload, { jobId: job.id });
       await setAppliedSeq(tx, productId, seq);
     }
@@ -76,32 +73,65 @@ async function applyInTx(tx: Tx, job: JobEnvelope, payload: unknown, opts: Apply
     result = await handler(tx, payload, { jobId: job.id });
   }
 
-  // The ledger row commits with the effect. A concurrent delivery of the same job
-  // blocks here on the first one's uncommitted row; once that commits, the insert
-  // finds it and this transaction rolls its own effect back.
-  const recorded = await tx
-    .insert(jobLedger)
-    .values({
-      jobId: job.id,
-      queue: job.queue,
-      name: job.name,
-      status: "completed",
-      result,
-      attempts: job.attemptsMade + 1,
-      acceptedAt: new Date(job.timestamp),
-    })
-    .onConflictDoNothing({ target: jobLedger.jobId })
-    .returning({ jobId: jobLedger.jobId });
-  if (recorded.length === 0) throw new AlreadyAppliedError();
+  await recordCompleted(tx, [{ job, result }]);
   return { status: "completed", result };
 }
 
+/**
+ * Whether an ordered edit applies now, given the product's last applied sequence:
+ * an older edit than the one in place is superseded (it must not overwrite it); one
+ * whose predecessor has not been applied waits (throws PredecessorPendingError).
+ */
+export function orderTurn(
+  job: JobEnvelope,
+  seq: number,
+  prevSeq: number | null,
+  applied: number | undefined,
+  opts: ApplyOptions = {},
+): "apply" | "superseded" {
+  if (applied !== undefined && applied >= seq) return "superseded";
+  const waiting = prevSeq !== null && (applied === undefined || applied < prevSeq);
+  if (waiting && !opts.ignorePredecessor) throw new PredecessorPendingError(job.data.prevJobId);
+  return "apply";
+}
+
+export const supersededResult = (name: JobName, productId: number) =>
+  name === "product.delete" ? { productId, deleted: true } : { productId };
+
+/**
+ * The ledger rows commit with the effects. A concurrent delivery of the same job
+ * blocks here on the first one's uncommitted row; once that commits, the insert
+ * finds it and this transaction rolls its own effects back.
+ */
+export async function recordCompleted(tx: Tx, done: { job: JobEnvelope; result: unknown }[]): Promise<void> {
+  const recorded = await tx
+    .insert(jobLedger)
+    .values(
+      done.map(({ job, result }) => ({
+        jobId: job.id,
+        queue: job.queue,
+        name: job.name,
+        status: "completed",
+        result,
+        attempts: job.attemptsMade + 1,
+        acceptedAt: new Date(job.timestamp),
+      })),
+    )
+    .onConflictDoNothing({ target: jobLedger.jobId })
+    .returning({ jobId: jobLedger.jobId });
+  if (recorded.length < done.length) throw new AlreadyAppliedError();
+}
+
 /** Another delivery of the same job committed first; ours must not count. */
-class AlreadyAppliedError extends Error {}
+export class AlreadyAppliedError extends Error {}
 
 async function findOutcome(tx: Tx | Db, jobId: string): Promise<Outcome | undefined> {
   const [row] = await tx.select().from(jobLedger).where(eq(jobLedger.jobId, jobId));
-  if (!row) return undefined;
+  return row ? outcomeOf(row) : undefined;
+}
+
+/** The outcome a ledger row records. */
+export function outcomeOf(row: typeof jobLedger.$inferSelect): Outcome {
   if (row.status === "failed") {
     const [code = "FAILED", ...rest] = (row.error ?? "").split(": ");
     return { status: "failed", code, message: rest.join(": ") };
@@ -115,7 +145,7 @@ async function priorOutcome(tx: Tx | Db, jobId: string): Promise<Outcome> {
   return outcome;
 }
 
-async function appliedSeq(tx: Tx, productId: number): Promise<number | undefined> {
+export async function appliedSeq(tx: Tx, productId: number): Promise<number | undefined> {
   const [row] = await tx
     .select({ seq: productVersions.seq })
     .from(productVersions)
@@ -123,10 +153,15 @@ async function appliedSeq(tx: Tx, productId: number): Promise<number | undefined
   return row?.seq;
 }
 
-async function setAppliedSeq(tx: Tx, productId: number, seq: number): Promise<void> {
+export async function setAppliedSeq(tx: Tx, productId: number, seq: number): Promise<void> {
+  await setAppliedSeqs(tx, [{ productId, seq }]);
+}
+
+/** Moves each product's applied sequence forward (never back). */
+export async function setAppliedSeqs(tx: Tx, rows: { productId: number; seq: number }[]): Promise<void> {
   await tx
     .insert(productVersions)
-    .values({ productId, seq })
+    .values(rows)
     .onConflictDoUpdate({
       target: productVersions.productId,
       set: { seq: sql`greatest(${productVersions.seq}, excluded.seq)`, updatedAt: sql`now()` },

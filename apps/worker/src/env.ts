@@ -26,6 +26,10 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // 0 means the per-queue default.
       WORKER_CONCURRENCY: int(0, { min: 0, max: 1_000 }),
       DB_POOL_SIZE: int(10, { min: 1, max: 200 }),
+      // Jobs of one queue applied together in one transaction (1: one by one), and how
+      // long the first job of a batch waits for others.
+      WORKER_BATCH_SIZE: int(50, { min: 1, max: 1_000 }),
+      WORKER_BATCH_WAIT_MS: int(2, { min: 0, max: 1_000 }),
       // How long SIGTERM waits for active jobs before leaving them to another worker.
       SHUTDOWN_TIMEOUT_MS: int(25_000, { min: 0, max: 600_000 }),
       // How long a job's lock lasts without renewal, and how often lapsed locks are

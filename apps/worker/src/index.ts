@@ -20,6 +20,7 @@ import { createLogger } from "./logger.js";
 import { createMaintenanceProcessor } from "./maintenance.js";
 import { createWorkerMetrics, serveWorkerMetrics } from "./metrics.js";
 import { createProcessor } from "./processor.js";
+import { createApplier } from "./apply-batch.js";
 
 const env = (() => {
   try {
@@ -44,8 +45,17 @@ cacheRedis.on("error", throttled((err: Error) => log.warn({ err: err.message }, 
 const catalog = createCommitInvalidation(createCatalogInvalidator({ redis: cacheRedis, prefix: env.CACHE_PREFIX }), cacheRedis, log);
 
 const workers: Worker[] = WRITE_QUEUES.map((name) => {
+  const apply = createApplier(db, {
+    batchSize: env.WORKER_BATCH_SIZE,
+    waitMs: env.WORKER_BATCH_WAIT_MS,
+    onBatch: (size, fellBack) => {
+      metrics.batchSize.observe(size);
+      if (fellBack) metrics.batchFallbacks.inc();
+    },
+  });
   const processor = createProcessor(name, {
     db,
+    apply,
     queues,
     redis: connection,
     prefix: env.QUEUE_PREFIX,

@@ -26,7 +26,18 @@ export function createWorkerMetrics() {
     help: "Times an edit was put back to wait for an earlier edit of the same product",
     registers,
   });
-  return { registry, duration, failures, orderWaits };
+  const batchSize = new client.Histogram({
+    name: "ingest_worker_batch_size",
+    help: "Jobs applied together in one transaction by this worker process",
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200],
+    registers,
+  });
+  const batchFallbacks = new client.Counter({
+    name: "ingest_worker_batch_fallbacks_total",
+    help: "Batches that could not commit as a whole and were applied job by job",
+    registers,
+  });
+  return { registry, duration, failures, orderWaits, batchSize, batchFallbacks };
 }
 
 /** /metrics and /healthz on their own port; nothing else is served. */

@@ -1,7 +1,8 @@
 import type { Db } from "@ingest/db";
-import { isJobName, type JobData, type QueueName, type Queues } from "@ingest/jobs";
+import { isJobName, JOBS, type JobData, type QueueName, type Queues } from "@ingest/jobs";
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import { applyJob } from "./apply.js";
+import type { Applier } from "./apply-batch.js";
 import type { CommitInvalidation } from "./catalog-invalidation.js";
 import { PredecessorPendingError } from "./errors.js";
 import type { Redis } from "ioredis";
@@ -15,6 +16,8 @@ const FINISHED = new Set(["completed", "failed", "unknown"]);
 
 export type ProcessorDeps = {
   db: Db;
+  /** Applies a job, alone or in a micro-batch with others of this queue. */
+  apply: Applier;
   queues: Queues;
   redis: Redis;
   prefix: string;
@@ -55,7 +58,8 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
   };
 
   return async (job: Job<JobData>, token?: string): Promise<unknown> => {
-    const log = deps.log.child({ jobId: job.id, jobName: job.name, requestId: job.data.requestId });
+    // Built only when something is logged: at thousands of jobs a second a child per job shows.
+    const log = () => deps.log.child({ jobId: job.id, jobName: job.name, requestId: job.data.requestId });
     // Unknown names come only from foreign producers: no retry will give them a handler.
     if (!isJobName(job.name)) throw new UnrecoverableError(`UNKNOWN_JOB: no handler for job name "${job.name}"`);
     const envelope = {
@@ -67,13 +71,14 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
       attemptsMade: job.attemptsMade,
       redelivered: job.attemptsStarted > 1 || job.attemptsMade > 0,
     };
+    const ordered = JOBS[job.name].ordered;
     const started = performance.now();
     let outcome;
     try {
-      outcome = await applyJob(deps.db, envelope);
+      outcome = await deps.apply(envelope);
     } catch (err) {
       if (!(err instanceof PredecessorPendingError)) {
-        log.warn({ err, attempt: job.attemptsMade + 1 }, "job failed, will retry");
+        log().warn({ err, attempt: job.attemptsMade + 1 }, "job failed, will retry");
         deps.metrics.failures.inc({ queue, job: job.name, kind: "transient" });
         deps.metrics.duration.observe({ queue, job: job.name, outcome: "retry" }, (performance.now() - started) / 1_000);
         throw err;
@@ -89,23 +94,24 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
         await job.moveToDelayed(Date.now() + (parked ? PARKED_MS : 25), token);
         throw new DelayedError();
       }
-      log.warn({ prevJobId: err.prevJobId }, "earlier edit of this product is gone; applying without it");
+      log().warn({ prevJobId: err.prevJobId }, "earlier edit of this product is gone; applying without it");
       outcome = await applyJob(deps.db, envelope, { ignorePredecessor: true });
     }
     const ms = Math.round(performance.now() - started);
     deps.metrics.duration.observe({ queue, job: job.name, outcome: outcome.status }, ms / 1_000);
     if (outcome.status === "failed") {
       deps.metrics.failures.inc({ queue, job: job.name, kind: "permanent" });
-      log.warn({ code: outcome.code, reason: outcome.message, ms }, "job failed permanently");
+      log().warn({ code: outcome.code, reason: outcome.message, ms }, "job failed permanently");
       // A failed edit still ends its turn: the next edit of the product may go.
-      void wakeSuccessor(job.id!).catch(() => {});
+      if (ordered) void wakeSuccessor(job.id!).catch(() => {});
       throw new UnrecoverableError(`${outcome.code}: ${outcome.message}`);
     }
     // Before the job reports completed: the next read after that must miss the cache.
     await deps.catalog.afterCommit(job.name, envelope.data.payload, outcome.result);
     // Per-job success lines are debug: at thousands of jobs a second they would be the cost.
-    log.debug({ ms }, "job completed");
-    void wakeSuccessor(job.id!).catch((err) => log.debug({ err }, "could not wake the next edit"));
+    if (deps.log.isLevelEnabled("debug")) log().debug({ ms }, "job completed");
+    // Only an ordered edit can have a successor waiting on it.
+    if (ordered) void wakeSuccessor(job.id!).catch((err) => log().debug({ err }, "could not wake the next edit"));
     return outcome.result;
   };
 }

@@ -1,23 +1,14 @@
 import { productVersions, registrations } from "@ingest/db";
 import { eq, sql } from "drizzle-orm";
-import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { testDb } from "../../../test/support/harness.js";
-import { applyJob, type JobEnvelope } from "../src/apply.js";
+import { envelope } from "./support/envelope.js";
+import { applyJob } from "../src/apply.js";
 import { PredecessorPendingError } from "../src/errors.js";
 
 const { db, close } = testDb();
 afterAll(() => close());
 
-const envelope = (name: JobEnvelope["name"], payload: unknown, extra: Partial<JobEnvelope["data"]> = {}): JobEnvelope => ({
-  id: `${name.startsWith("registration") ? "reg" : "prd"}-${randomUUID()}`,
-  name,
-  queue: name.startsWith("registration") ? "registrations" : "products",
-  data: { payload: payload as never, ...extra },
-  timestamp: Date.now(),
-  attemptsMade: 0,
-  redelivered: false,
-});
 
 const count = async (query: ReturnType<typeof sql>) => Number((await db.execute<{ n: string }>(query)).rows[0]!.n);
 

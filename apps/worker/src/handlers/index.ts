@@ -13,4 +13,5 @@ export const HANDLERS: HandlerMap = {
   "product.delete": deleteProduct,
 };
 
+export { createRegistrations } from "./registration-create.js";
 export type { ApplyContext, Handler, HandlerMap, Tx } from "./types.js";

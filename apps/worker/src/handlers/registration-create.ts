@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
-import type { Handler } from "./types.js";
+import type { ResultOf } from "@ingest/jobs";
+import type { Handler, Tx } from "./types.js";
 
 export const createRegistration: Handler<"registration.create"> = async (tx, { registration }, ctx) => {
   const { email, name, plan = "free", marketingOptIn = false } = registration;
@@ -18,3 +19,51 @@ export const createRegistration: Handler<"registration.create"> = async (tx, { r
   if (!row) throw new Error("registration conflict without an existing row");
   return { registrationId: row.id, outcome: "duplicate" };
 };
+
+type RegistrationPayload = Parameters<typeof createRegistration>[1];
+
+/**
+ * The batch form of createRegistration: one multi-row insert for all of them, then one
+ * lookup for those whose email was taken (earlier, or by another of the same batch).
+ * Rows go in email order, so two batches racing on the same emails wait on each
+ * other in one order instead of deadlocking. Results come back in the input's order.
+ */
+export async function createRegistrations(
+  tx: Tx,
+  items: { payload: RegistrationPayload; jobId: string }[],
+): Promise<ResultOf<"registration.create">[]> {
+  const rows = items
+    .map(({ payload: { registration: r }, jobId }) => ({
+      email: r.email,
+      name: r.name,
+      plan: r.plan ?? "free",
+      marketing_opt_in: r.marketingOptIn ?? false,
+      job_id: jobId,
+    }))
+    .sort((a, b) => (a.email.toLowerCase() < b.email.toLowerCase() ? -1 : 1));
+  const inserted = await tx.execute<{ id: number; job_id: string }>(sql`
+    insert into registrations (email, name, plan, marketing_opt_in, job_id)
+    select email, name, plan, marketing_opt_in, job_id
+    from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+      as t(email text, name text, plan text, marketing_opt_in boolean, job_id text)
+    on conflict ((lower(email))) do nothing
+    returning id, job_id`);
+  const created = new Map(inserted.rows.map((r) => [r.job_id, r.id]));
+  const taken = items.filter((i) => !created.has(i.jobId)).map((i) => i.payload.registration.email);
+  const existing = new Map<string, number>();
+  if (taken.length) {
+    // Keyed by the email as given: PostgreSQL's lower() decides what matches, not JavaScript's.
+    const found = await tx.execute<{ id: number; email: string }>(sql`
+      select r.id, e.email
+      from jsonb_array_elements_text(${JSON.stringify(taken)}::jsonb) as e(email)
+      join registrations r on lower(r.email) = lower(e.email)`);
+    for (const r of found.rows) existing.set(r.email, r.id);
+  }
+  return items.map(({ payload, jobId }) => {
+    const id = created.get(jobId);
+    if (id !== undefined) return { registrationId: id, outcome: "created" as const };
+    const dup = existing.get(payload.registration.email);
+    if (dup === undefined) throw new Error("registration conflict without an existing row");
+    return { registrationId: dup, outcome: "duplicate" as const };
+  });
+}
