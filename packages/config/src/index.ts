@@ -106,11 +106,14 @@ export function throttled<A extends unknown[]>(fn: (...args: A) => void, interva
   };
 }
 
+/** An operation that did not settle in time: it may still complete later. */
+export class TimeoutError extends Error {}
+
 /** Rejects when the promise has not settled within ms; the timer never outlives it. */
 export function withTimeout<T>(promise: Promise<T>, ms: number, what = "operation"): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new TimeoutError(`${what} timed out after ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

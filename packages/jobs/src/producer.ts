@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
-import { withTimeout } from "@ingest/config";
 import type { Redis } from "ioredis";
-import { JOB_ID_PREFIX, JOBS, type JobData, type JobName, type PayloadOf } from "./definitions.js";
+import { JOB_ID_PREFIX, JOBS, type JobData, type JobName, type PayloadOf, type QueueName } from "./definitions.js";
+import { createBulkAdder, type AddRequest } from "./bulk-add.js";
 import type { Queues } from "./queues.js";
 import { check } from "./validate.js";
 
@@ -97,6 +97,7 @@ export function hashKey(value: string): string {
 
 export class Producer {
   private readonly redis: ScriptedRedis;
+  private readonly adders = new Map<QueueName, (request: AddRequest) => Promise<void>>();
 
   constructor(private readonly deps: ProducerDeps) {
     const redis = deps.redis as ScriptedRedis;
@@ -156,7 +157,7 @@ export class Producer {
     }
 
     try {
-      await withTimeout(this.deps.queues[def.queue].add(name, data as never, { jobId }), ADD_TIMEOUT_MS, "queue add");
+      await this.adder(def.queue)({ name, data, jobId });
     } catch (err) {
       // A timed-out add may still have landed. Free the key only when the job is
       // certainly absent; otherwise a retry waits out the pending window (409) and
@@ -165,6 +166,13 @@ export class Producer {
       throw err;
     }
     return { jobId, replayed: false };
+  }
+
+  /** Concurrent requests' jobs go to Redis together, one pipelined addBulk per event-loop turn. */
+  private adder(queue: QueueName) {
+    let add = this.adders.get(queue);
+    if (!add) this.adders.set(queue, (add = createBulkAdder(this.deps.queues[queue], { timeoutMs: ADD_TIMEOUT_MS })));
+    return add;
   }
 
   private async replay<N extends JobName>(

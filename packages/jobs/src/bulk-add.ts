@@ -1,0 +1,33 @@
+import { createBatcher, settle, TimeoutError, withTimeout } from "@ingest/config";
+import type { Queue } from "bullmq";
+
+export type AddRequest = { name: string; data: unknown; jobId: string };
+
+/**
+ * Adds jobs to one queue, coalescing the adds of one event-loop turn into one addBulk:
+ * one pipelined write to Redis for all the requests being answered at the same time.
+ * A lone add goes at the end of the turn it was made in, so it waits for nothing.
+ * When the bulk fails (one bad job fails it), each job is added on its own, so only
+ * the bad one fails: adding a job whose id already landed is a no-op. A bulk that
+ * timed out is not repeated; its jobs may still land, and their requests fail.
+ */
+export function createBulkAdder(queue: Queue, { timeoutMs, maxSize = 500 }: { timeoutMs: number; maxSize?: number }) {
+  const addOne = (r: AddRequest) =>
+    settle(withTimeout(queue.add(r.name, r.data as never, { jobId: r.jobId }), timeoutMs, "queue add").then(() => undefined));
+  const batcher = createBatcher<AddRequest, void>({
+    maxSize,
+    maxWaitMs: 0,
+    run: async (requests) => {
+      if (requests.length === 1) return [await addOne(requests[0]!)];
+      try {
+        const bulk = queue.addBulk(requests.map((r) => ({ name: r.name, data: r.data as never, opts: { jobId: r.jobId } })));
+        await withTimeout(bulk, timeoutMs, "queue addBulk");
+        return requests.map(() => ({ ok: true as const, value: undefined }));
+      } catch (err) {
+        if (err instanceof TimeoutError) return requests.map(() => ({ ok: false as const, error: err }));
+        return Promise.all(requests.map(addOne));
+      }
+    },
+  });
+  return (request: AddRequest): Promise<void> => batcher.submit(request);
+}
