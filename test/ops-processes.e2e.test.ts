@@ -25,6 +25,10 @@ describe("worker metrics and health", () => {
       await waitForJob(base, bad.body.jobId);
       // The caller's request id travels with the job into the worker's log lines.
       expect(worker.output()).toMatch(/"requestId":"trace-from-client-42"[^\n]*job failed permanently/);
+      // The API's access line for a refused request carries the request id and the status.
+      const refused = await request(base, "POST", "/registrations", { json: { email: "x" }, headers: { "x-request-id": "trace-refused-7" } });
+      expect(refused.status).toBe(400);
+      await waitFor(() => /"id":"trace-refused-7","method":"POST","url":"\/registrations"\},"res":\{"statusCode":400\}/.test(api.output()), 5_000, "access line");
       const health = await request(`http://127.0.0.1:${port}`, "GET", "/healthz");
       expect(health.status).toBe(200);
       const metrics = await request(`http://127.0.0.1:${port}`, "GET", "/metrics");

@@ -49,4 +49,5 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
 
 export type Env = ReturnType<typeof loadEnv>;
 
-export const DEFAULT_CONCURRENCY = { registrations: 20, products: 20 } as const;
+// Enough jobs in flight to fill micro-batches: a job waiting for its batch holds a slot.
+export const DEFAULT_CONCURRENCY = { registrations: 100, products: 100 } as const;
