@@ -54,10 +54,7 @@ export function createApp(deps: AppDeps): Express {
   // Overload is refused first, before any body is read.
   app.use(deps.shedder.middleware);
   app.use(securityHeaders());
-  app.use(healthRoutes(deps.health));
-  app.get("/metrics", deps.metrics.handler);
-  app.use(docsRoutes());
-  if (deps.board) app.use(boardRoutes(deps.queues, deps.board));
+  // The hot path first: a write passes no other router on its way.
   app.use(
     writeRoutes(deps.producer, {
       bodyLimitBytes: deps.bodyLimitBytes,
@@ -67,6 +64,10 @@ export function createApp(deps: AppDeps): Express {
       onAccepted: (job) => deps.metrics.writes.inc({ job }),
     }),
   );
+  app.use(healthRoutes(deps.health));
+  app.get("/metrics", deps.metrics.handler);
+  app.use(docsRoutes());
+  if (deps.board) app.use(boardRoutes(deps.queues, deps.board));
   app.use(jobRoutes(deps.jobs));
   // After the writes: their /products routes pass GET and HEAD on to these.
   app.use(readRoutes(deps.catalog));
