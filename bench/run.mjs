@@ -1,14 +1,16 @@
 // `npm run bench [-- --quick]`: the throughput report. Starts its own
 // processes on free 127.0.0.1 ports against the configured PostgreSQL and Redis, in its
 // own database and key prefixes, and removes all of them at the end, also on failure or Ctrl-C.
+// The one thing kept is the catalog scenario's database (`--only catalog`; `--drop-catalog`).
 import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createRun, parseOptions, USAGE } from "./lib/config.mjs";
+import { createRun, parseOptions, SCENARIOS, USAGE } from "./lib/config.mjs";
 import { machineInfo } from "./lib/machine.mjs";
 import { buildRows, formatTable, targets } from "./lib/report.mjs";
 import { ROOT, runningChildren, startServer, state, teardown } from "./lib/processes.mjs";
 import { benchDatabaseUrl, createBaselineTables, deleteKeys, dropDatabase, migrate } from "./lib/resources.mjs";
 import { renderSvg } from "./lib/svg.mjs";
+import { catalogDatabaseName, dropCatalog, runCatalog } from "./scenarios/catalog.mjs";
 import { runDrain } from "./scenarios/drain.mjs";
 import { runE2e } from "./scenarios/e2e.mjs";
 import { runIngest } from "./scenarios/ingest.mjs";
@@ -29,6 +31,11 @@ if (opts.help) {
 const t0 = performance.now();
 const log = (msg) => console.log(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${msg}`);
 const names = createRun(process.env);
+if (opts.dropCatalog) {
+  const name = await dropCatalog(names.baseDatabaseUrl, opts.catalogProducts);
+  console.log(`database ${name} dropped (if it was there); the next --only catalog run builds it again`);
+  process.exit(0);
+}
 const ctx = { ...names, opts, databaseUrl: benchDatabaseUrl(names.baseDatabaseUrl, names.dbName) };
 let floor;
 ctx.floorServer = () => (floor ??= startServer("express floor", "bench/targets/floor-server.mjs", { NODE_ENV: "production" }));
@@ -47,7 +54,8 @@ function cleanup() {
     }
     if (runningChildren().length) problems.push(`${runningChildren().length} child process(es) still running`);
     for (const p of problems) console.error(`cleanup: ${p}`);
-    log(`cleaned up: processes stopped, database ${ctx.dbName} dropped, ${keys} Redis keys unlinked`);
+    const kept = opts.only.includes("catalog") ? `, catalog database ${catalogDatabaseName(opts.catalogProducts)} left in place` : "";
+    log(`cleaned up: processes stopped, database ${ctx.dbName} dropped, ${keys} Redis keys unlinked${kept}`);
     return problems.length === 0;
   })();
   return cleaning;
@@ -62,9 +70,12 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 async function main() {
   const machine = await machineInfo(ctx);
   log(`bench run ${ctx.run}${opts.quick ? " (quick)" : ""} on ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGb} GB, node ${machine.node}, load ${machine.loadAverage.join(" ")}`);
-  migrate(ctx.databaseUrl);
-  await createBaselineTables(ctx.databaseUrl);
-  log(`database ${ctx.dbName} migrated; prefixes {bench-${ctx.run}-*}`);
+  // The catalog scenario reads its kept database only: a catalog-only run needs no database of its own.
+  if (opts.only.some((s) => s !== "catalog")) {
+    migrate(ctx.databaseUrl);
+    await createBaselineTables(ctx.databaseUrl);
+    log(`database ${ctx.dbName} migrated; prefixes {bench-${ctx.run}-*}`);
+  }
 
   const results = {};
   const want = (s) => opts.only.includes(s);
@@ -75,6 +86,7 @@ async function main() {
     results.e2e = await runE2e(ctx, log, { rate });
   }
   if (want("reads")) results.reads = await runReads(ctx, log);
+  if (want("catalog")) results.catalog = await runCatalog(ctx, log);
   return { machine, results };
 }
 
@@ -95,19 +107,23 @@ async function report({ machine, results }) {
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`;
   const doc = { run: ctx.run, at: new Date().toISOString(), command, options: opts, machine, seconds: (performance.now() - t0) / 1000, targets: verdicts, rows, results };
   const svg = renderSvg(rows, {
-    title: `npm run bench${opts.quick ? " -- --quick" : ""} · ${doc.at.slice(0, 16).replace("T", " ")} UTC`,
+    title: `${command} · ${doc.at.slice(0, 16).replace("T", " ")} UTC`,
     subtitle: `${machine.cpus} × ${machine.cpuModel} · ${machine.memoryGb} GB · node ${machine.node} · PostgreSQL ${machine.postgres} · Redis ${machine.redis} · load ${machine.loadAverage.join(" ")}`,
   });
   await writeFile(join(dir, `${stamp}.json`), `${JSON.stringify(doc, null, 2)}\n`);
   await writeFile(join(dir, `${stamp}.svg`), svg);
-  await copyFile(join(dir, `${stamp}.json`), join(dir, "latest.json"));
-  await copyFile(join(dir, `${stamp}.svg`), join(dir, "latest.svg"));
+  // latest.* is what the README shows: only a run of every default scenario replaces it.
+  const full = SCENARIOS.every((s) => opts.only.includes(s));
+  if (full) {
+    await copyFile(join(dir, `${stamp}.json`), join(dir, "latest.json"));
+    await copyFile(join(dir, `${stamp}.svg`), join(dir, "latest.svg"));
+  }
   console.log(`\n${table}\n`);
   const met = verdicts.filter((v) => v.met === true).length;
   const missed = verdicts.filter((v) => v.met === false);
   console.log(`targets: ${met} met, ${missed.length} not met, ${verdicts.length - met - missed.length} not judged`);
   for (const v of missed) console.log(`  NOT MET: ${v.figure}${v.against ? ` vs ${v.against}` : ""}: ${v.ratio === undefined ? "" : `${v.ratio.toFixed(2)}× `}(target ${typeof v.target === "number" ? `≥ ${v.target}×` : v.target})`);
-  console.log(`results: bench/results/${stamp}.json, bench/results/${stamp}.svg (copied to latest.*)`);
+  console.log(`results: bench/results/${stamp}.json, bench/results/${stamp}.svg (${full ? "copied to latest.*" : "partial run: latest.* left as it was"})`);
 }
 
 let code = 0;

@@ -60,6 +60,14 @@ export function startNode(name, script, env, args = []) {
   return child;
 }
 
+/** Runs a CLI to its end (tracked, so teardown stops it too); resolves with its output. */
+export async function runCli(script, args, env) {
+  const child = startNode(script, script, env, args);
+  const code = await child.exited;
+  if (code !== 0) throw new Error(`${script} exited ${code}:\n${child.output()}`);
+  return child.output();
+}
+
 async function stopChild(child, graceMs = 5_000) {
   const { proc } = child;
   const alive = () => proc.exitCode === null && proc.signalCode === null;

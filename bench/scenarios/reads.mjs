@@ -6,20 +6,12 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { apiEnv } from "../lib/config.mjs";
 import { roundRobin, runLoad } from "../lib/load.mjs";
-import { onTeardown, startNode, startServer } from "../lib/processes.mjs";
-
-/** Runs a CLI to its end (tracked, so teardown stops it too); resolves with its output. */
-async function runCli(script, args, env) {
-  const child = startNode(script, script, env, args);
-  const code = await child.exited;
-  if (code !== 0) throw new Error(`${script} exited ${code}:\n${child.output()}`);
-  return child.output();
-}
+import { onTeardown, runCli, startServer } from "../lib/processes.mjs";
 
 const number = (s) => Number(s.replaceAll(",", ""));
 
 /** "total: 84,123 rows read, 84,123 loaded, 0 skipped in 1.2 s (70,102 rows/s)" */
-function parseImportTotal(out) {
+export function parseImportTotal(out) {
   const m = out.match(/^total: ([\d,]+) rows read, ([\d,]+) loaded, ([\d,]+) skipped.* in (.+) \(([\d,]+) rows\/s\)$/m);
   if (!m) throw new Error(`import summary not understood:\n${out}`);
   return { rows: number(m[1]), loaded: number(m[2]), skipped: number(m[3]), took: m[4], rate: number(m[5]) };
