@@ -70,14 +70,11 @@ describe("worker processes dying and stopping", () => {
       },
     };
   }
-  const blockedWorkers = async () =>
-    Number(
-      (
-        await db.execute<{ n: string }>(
-          sql`select count(*) as n from pg_stat_activity where application_name = 'ingest-worker' and wait_event_type = 'Lock'`,
-        )
-      ).rows[0]!.n,
-    );
+  // Connections waiting for this product's order lock: only this test's worker can be
+  // there (other files' workers share the database, and wait on locks of their own).
+  const waitersSql = (productId: number) =>
+    sql`select pid from pg_locks where locktype = 'advisory' and classid = 1 and objid = ${productId} and objsubid = 2 and not granted`;
+  const blockedWorkers = async (productId: number) => (await db.execute(waitersSql(productId))).rows.length;
 
   it("a worker SIGKILLed mid-job loses and doubles nothing once another worker picks the job up", async () => {
     const api = await startApi(prefix);
@@ -90,7 +87,7 @@ describe("worker processes dying and stopping", () => {
       const r = await request(api.url, "PUT", `/products/${id}`, { json: { name: "survivor", category: "c", default_price: 5, features: [{ feature: "f", value: "v" }] } });
       expect(r.status).toBe(202);
       // The job is inside its transaction, waiting on the lock: kill the worker there.
-      await waitFor(async () => (await blockedWorkers()) > 0, 10_000, "worker mid-job");
+      await waitFor(async () => (await blockedWorkers(id)) > 0, 10_000, "worker mid-job");
       expect((await request(api.url, "GET", `/jobs/${r.body.jobId}`)).body.state).toBe("active");
       victim.proc.kill("SIGKILL");
       await victim.exited;
@@ -115,10 +112,8 @@ describe("worker processes dying and stopping", () => {
     const worker = await spawnWorker(prefix);
     try {
       const r = await request(api.url, "PUT", `/products/${id}`, { json: { name: "retried", category: "c", default_price: 5 } });
-      await waitFor(async () => (await blockedWorkers()) > 0, 10_000, "worker mid-job");
-      await db.execute(
-        sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'ingest-worker' and wait_event_type = 'Lock'`,
-      );
+      await waitFor(async () => (await blockedWorkers(id)) > 0, 10_000, "worker mid-job");
+      await db.execute(sql`select pg_terminate_backend(pid) from (${waitersSql(id)}) waiting`);
       await hold.release();
       const job = await waitForJob(api.url, r.body.jobId, 20_000).catch(async (e) => {
         console.log(worker.output(), JSON.stringify((await request(api.url, "GET", `/jobs/${r.body.jobId}`)).body));
@@ -139,7 +134,7 @@ describe("worker processes dying and stopping", () => {
     const worker = await spawnWorker(prefix);
     try {
       const r = await request(api.url, "PUT", `/products/${id}`, { json: { name: "graceful", category: "c", default_price: 5 } });
-      await waitFor(async () => (await blockedWorkers()) > 0, 10_000, "worker mid-job");
+      await waitFor(async () => (await blockedWorkers(id)) > 0, 10_000, "worker mid-job");
       worker.proc.kill("SIGTERM");
       // Still finishing, not gone.
       await new Promise((resolve) => setTimeout(resolve, 300));

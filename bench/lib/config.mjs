@@ -9,7 +9,7 @@ export const USAGE = `usage: npm run bench -- [--quick] [options]
   --repeats N            rounds per measurement; medians are reported (default 3, quick 1)
   --jobs N               jobs per drain (default 6000, quick 800)
   --workers LIST         worker process counts for the drain (default 1,2,4)
-  --concurrency N        jobs in flight per worker process, product and baselines alike (default 20)
+  --concurrency N        jobs in flight per worker process, product and baselines alike (default 100, the worker's own default)
   --e2e-seconds S        length of the end-to-end run (default 20, quick 4)
   --e2e-rate R           offered req/s in the end-to-end run (default: half the slower tier)
   --products N           catalog size for the reads and the import (default 10000, quick 2000)
@@ -66,7 +66,7 @@ export function parseOptions(argv) {
     warmupSeconds: q ? 0.3 : 1,
     jobs: Math.round(num("jobs", q ? 800 : 6_000, { min: 100, max: 200_000 })),
     workers,
-    concurrency: Math.round(num("concurrency", 20, { min: 1, max: 500 })),
+    concurrency: Math.round(num("concurrency", 100, { min: 1, max: 500 })),
     e2eSeconds: num("e2e-seconds", q ? 4 : 20, { min: 2, max: 180 }),
     e2eRate: values["e2e-rate"] === undefined ? undefined : num("e2e-rate", 0, { min: 1, max: 50_000 }),
     products: Math.round(num("products", q ? 2_000 : 10_000, { min: 100, max: 1_000_000 })),

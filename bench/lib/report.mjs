@@ -70,7 +70,9 @@ export function buildRows(results) {
       note: `${fmt(share(stale, "STALE") * 100)}% STALE`, ratios: [{ to: "floor GET", ratio: ratio(stale.rate, floorGet.rate) }] });
     rows.push({ group: "reads", label: "GET /products/:id MISS", value: miss.rate, unit: "req/s", p50: miss.p50, p99: miss.p99, product: true,
       note: `${fmt(share(miss, "MISS") * 100)}% MISS`,
-      ratios: [{ to: "floor GET", ratio: ratio(miss.rate, floorGet.rate) }, { to: `p99 (${fmt(reads.import.products)} products)`, target: "< 20 ms", met: miss.p99 < 20 }] });
+      // At the run's full concurrency this is the MISS throughput; the p99 target is judged
+      // by `--only catalog`, on 1,000,000 products at a stated concurrency.
+      ratios: [{ to: "floor GET", ratio: ratio(miss.rate, floorGet.rate) }] });
     rows.push({ group: "reads", label: "baseline: Express constant GET", value: floorGet.rate, unit: "req/s", p50: floorGet.p50, p99: floorGet.p99, ratios: [] });
     const imp = reads.import;
     rows.push({ group: "import", label: `import ${fmt(imp.loaded)} rows (${fmt(imp.products)} products) in ${imp.took}`, value: imp.rate, unit: "rows/s", product: true,
