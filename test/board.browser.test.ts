@@ -43,7 +43,7 @@ describe("Bull Board in a real browser", () => {
     const context = await browser.newContext({ httpCredentials: CREDENTIALS });
     const page = await context.newPage();
     await page.goto(`${api.url}/admin/queues`);
-    for (const name of ["registrations", "products", "maintenance"]) {
+    for (const name of ["registrations", "products", "maintenance", "emails"]) {
       await page.getByText(name, { exact: true }).first().waitFor({ timeout: 15_000 });
     }
     await page.goto(`${api.url}/admin/queues/queue/products?status=failed`);

@@ -119,7 +119,13 @@ export function openApiDocument(): object {
       },
     },
     paths: {
-      "/registrations": { post: write("Register a user", "Registration", "registrations:write") },
+      "/registrations": {
+        post: {
+          ...write("Register a user", "Registration", "registrations:write"),
+          description:
+            "The job's result says whether the email was new (`created`) or already registered (`duplicate`, case-insensitively). A created registration is sent one welcome email shortly after; a duplicate gets none.",
+        },
+      },
       "/products": {
         post: write("Create a product", "Product", "products:write"),
         get: read("List products by id", { type: "array", items: ref("ProductSummary") }, [

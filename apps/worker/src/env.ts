@@ -5,6 +5,7 @@ import {
   LOG_LEVELS,
   NODE_ENVS,
   oneOf,
+  optionalUrl,
   parseEnv,
   str,
   url,
@@ -42,12 +43,33 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       MAINTENANCE_EVERY_MS: int(0, { min: 0 }),
       // Upper bound on waiting for an earlier edit of the same product that is still alive.
       ORDER_WAIT_MAX_MS: int(3_600_000, { min: 0 }),
+      // Welcome emails: the SMTP server (unset: messages are only logged), the sender,
+      // email jobs in flight per process (0: this process sends none), and the retries
+      // that ride out an SMTP server that is down (exponential from the delay).
+      SMTP_URL: optionalUrl(["smtp:", "smtps:"]),
+      MAIL_FROM: mailbox(DEFAULT_MAIL_FROM),
+      EMAIL_CONCURRENCY: int(5, { min: 0, max: 100 }),
+      EMAIL_ATTEMPTS: int(10, { min: 1, max: 100 }),
+      EMAIL_RETRY_DELAY_MS: int(5_000, { min: 1, max: 3_600_000 }),
     },
     source,
   );
 }
 
 export type Env = ReturnType<typeof loadEnv>;
+
+export const DEFAULT_MAIL_FROM = "Ingest <no-reply@localhost>";
+
+/** "Name <user@domain>" or "user@domain"; the domain also names the Message-IDs. */
+function mailbox(fallback: string) {
+  return (name: string, raw: string | undefined): string => {
+    const value = raw === undefined || raw === "" ? fallback : raw;
+    if (!/^(?:[^<>\r\n]*<[^<>@\s]+@[^<>@\s]+>|[^<>@\s]+@[^<>@\s]+)$/.test(value.trim())) {
+      throw new Error(`${name} must be an address like "Name <user@example.com>", got "${value}"`);
+    }
+    return value.trim();
+  };
+}
 
 // Enough jobs in flight to fill micro-batches: a job waiting for its batch holds a slot.
 export const DEFAULT_CONCURRENCY = { registrations: 100, products: 100 } as const;

@@ -5,6 +5,7 @@ import {
   closeQueues,
   createQueues,
   createWorkerConnection,
+  EMAILS_QUEUE,
   MAINTENANCE_QUEUE,
   QUEUE_NAMES,
   upsertMaintenanceScheduler,
@@ -15,6 +16,9 @@ import {
 import { Worker } from "bullmq";
 import type { Server } from "node:http";
 import { createCommitInvalidation } from "./catalog-invalidation.js";
+import { createFollowUps } from "./email/follow-ups.js";
+import { createMailer, domainOf } from "./email/mailer.js";
+import { createEmailProcessor } from "./email/welcome.js";
 import { DEFAULT_CONCURRENCY, loadEnv } from "./env.js";
 import { createLogger } from "./logger.js";
 import { createMaintenanceProcessor } from "./maintenance.js";
@@ -44,6 +48,8 @@ const cacheRedis = createCacheConnection(env.CACHE_REDIS_URL, { connectionName: 
 cacheRedis.on("error", throttled((err: Error) => log.warn({ err: err.message }, "cache redis unavailable: invalidations wait")));
 const catalog = createCommitInvalidation(createCatalogInvalidator({ redis: cacheRedis, prefix: env.CACHE_PREFIX }), cacheRedis, log);
 
+const followUps = createFollowUps(queues[EMAILS_QUEUE], { attempts: env.EMAIL_ATTEMPTS, delayMs: env.EMAIL_RETRY_DELAY_MS });
+
 const workers: Worker[] = WRITE_QUEUES.map((name) => {
   const apply = createApplier(db, {
     batchSize: env.WORKER_BATCH_SIZE,
@@ -63,6 +69,7 @@ const workers: Worker[] = WRITE_QUEUES.map((name) => {
     metrics,
     orderWaitMaxMs: env.ORDER_WAIT_MAX_MS,
     catalog,
+    followUps,
   });
   const worker = new Worker(name, processor, {
     connection,
@@ -93,6 +100,27 @@ upsertMaintenanceScheduler(queues[MAINTENANCE_QUEUE], env.MAINTENANCE_EVERY_MS |
   log.error({ err }, "could not schedule maintenance"),
 );
 
+// Emails have a pool of their own: a send holds its connection (the email_sends row
+// lock) while the SMTP server answers, and a slow server must not starve the writes.
+const mail = env.EMAIL_CONCURRENCY > 0 ? startEmailWorker(env.EMAIL_CONCURRENCY) : undefined;
+function startEmailWorker(concurrency: number) {
+  const mailDb = createDb(env.DATABASE_URL, { max: concurrency, applicationName: "ingest-worker-email" });
+  const mailer = createMailer({ smtpUrl: env.SMTP_URL, from: env.MAIL_FROM, maxConnections: concurrency, nodeEnv: env.NODE_ENV }, log);
+  const processor = createEmailProcessor({ db: mailDb.db, mailer, domain: domainOf(env.MAIL_FROM), log, metrics });
+  const worker = new Worker(EMAILS_QUEUE, processor, {
+    connection,
+    prefix: env.QUEUE_PREFIX,
+    concurrency,
+    maxStalledCount: 5,
+    lockDuration: env.LOCK_DURATION_MS,
+    stalledInterval: env.STALLED_INTERVAL_MS,
+    metrics: { maxDataPoints: 7 * 24 * 60 },
+  });
+  worker.on("error", throttled((err: Error) => log.error({ err, queue: EMAILS_QUEUE }, "worker error")));
+  workers.push(worker);
+  return { mailer, closeDb: mailDb.close };
+}
+
 let stopping = false;
 let metricsServer: Server | undefined;
 if (env.WORKER_METRICS_PORT) {
@@ -106,7 +134,7 @@ if (env.WORKER_METRICS_PORT) {
 }
 
 void warnUnlessNoEviction(connection, (obj, msg) => log.warn(obj, msg));
-log.info({ queues: QUEUE_NAMES, prefix: env.QUEUE_PREFIX, pid: process.pid }, "worker started");
+log.info({ queues: QUEUE_NAMES, prefix: env.QUEUE_PREFIX, pid: process.pid, email: mail?.mailer.kind ?? "off" }, "worker started");
 
 let closing: Promise<void> | undefined;
 function close(signal: string): Promise<void> {
@@ -121,6 +149,8 @@ function close(signal: string): Promise<void> {
       await Promise.allSettled(workers.map((w) => w.close(true)));
     }
     await closeQueues(queues);
+    mail?.mailer.close();
+    await mail?.closeDb().catch((err) => log.warn({ err }, "closing the email pool failed"));
     await catalog.close().catch((err) => log.warn({ err }, "last cache invalidations failed"));
     await cacheRedis.quit().catch(() => cacheRedis.disconnect());
     metricsServer?.close();

@@ -37,7 +37,19 @@ export function createWorkerMetrics() {
     help: "Batches that could not commit as a whole and were applied job by job",
     registers,
   });
-  return { registry, duration, failures, orderWaits, batchSize, batchFallbacks };
+  const emailsSent = new client.Counter({
+    name: "ingest_emails_sent_total",
+    help: "Emails this worker process handed to the SMTP server (or logged, without SMTP_URL), by email",
+    labelNames: ["email"] as const,
+    registers,
+  });
+  const emailFailures = new client.Counter({
+    name: "ingest_email_failures_total",
+    help: "Email attempts that failed in this worker process (kind: transient retries, final ones do not)",
+    labelNames: ["email", "kind"] as const,
+    registers,
+  });
+  return { registry, duration, failures, orderWaits, batchSize, batchFallbacks, emailsSent, emailFailures };
 }
 
 /** /metrics and /healthz on their own port; nothing else is served. */

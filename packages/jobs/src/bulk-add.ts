@@ -1,7 +1,8 @@
 import { createBatcher, settle, TimeoutError, withTimeout } from "@ingest/config";
-import type { Queue } from "bullmq";
+import type { JobsOptions, Queue } from "bullmq";
 
-export type AddRequest = { name: string; data: unknown; jobId: string };
+/** opts: anything besides the id that differs from the queue's default job options. */
+export type AddRequest = { name: string; data: unknown; jobId: string; opts?: JobsOptions };
 
 /**
  * Adds jobs to one queue, coalescing the adds of one event-loop turn into one addBulk:
@@ -13,14 +14,14 @@ export type AddRequest = { name: string; data: unknown; jobId: string };
  */
 export function createBulkAdder(queue: Queue, { timeoutMs, maxSize = 500 }: { timeoutMs: number; maxSize?: number }) {
   const addOne = (r: AddRequest) =>
-    settle(withTimeout(queue.add(r.name, r.data as never, { jobId: r.jobId }), timeoutMs, "queue add").then(() => undefined));
+    settle(withTimeout(queue.add(r.name, r.data as never, { ...r.opts, jobId: r.jobId }), timeoutMs, "queue add").then(() => undefined));
   const batcher = createBatcher<AddRequest, void>({
     maxSize,
     maxWaitMs: 0,
     run: async (requests) => {
       if (requests.length === 1) return [await addOne(requests[0]!)];
       try {
-        const bulk = queue.addBulk(requests.map((r) => ({ name: r.name, data: r.data as never, opts: { jobId: r.jobId } })));
+        const bulk = queue.addBulk(requests.map((r) => ({ name: r.name, data: r.data as never, opts: { ...r.opts, jobId: r.jobId } })));
         await withTimeout(bulk, timeoutMs, "queue addBulk");
         return requests.map(() => ({ ok: true as const, value: undefined }));
       } catch (err) {

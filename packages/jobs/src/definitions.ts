@@ -7,15 +7,22 @@ import {
   ZRegistrationCreateJob,
 } from "./payloads.js";
 
-// Queues that carry accepted writes, and the one for housekeeping the workers schedule.
+// Queues that carry accepted writes, the one for housekeeping the workers schedule, and
+// the one for emails the workers decide to send after a write (see emails.ts).
 export const WRITE_QUEUES = ["registrations", "products"] as const;
 export const MAINTENANCE_QUEUE = "maintenance";
-export const QUEUE_NAMES = [...WRITE_QUEUES, MAINTENANCE_QUEUE] as const;
+export const EMAILS_QUEUE = "emails";
+export const QUEUE_NAMES = [...WRITE_QUEUES, MAINTENANCE_QUEUE, EMAILS_QUEUE] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
 export type WriteQueueName = (typeof WRITE_QUEUES)[number];
 
 // A job id carries its queue, so GET /jobs/:id knows where to look without a scan.
-export const JOB_ID_PREFIX: Record<QueueName, string> = { registrations: "reg", products: "prd", maintenance: "mnt" };
+export const JOB_ID_PREFIX: Record<QueueName, string> = {
+  registrations: "reg",
+  products: "prd",
+  maintenance: "mnt",
+  emails: "eml",
+};
 
 type Definition<S extends TSchema, R> = {
   queue: WriteQueueName;
@@ -79,7 +86,12 @@ export function isJobName(name: string): name is JobName {
   return Object.hasOwn(JOBS, name);
 }
 
-export function queueOfJobId(jobId: string): QueueName | undefined {
+/**
+ * The write queue a client's job id belongs to. Only writes are answered by id: the
+ * ids of follow-up jobs (eml-welcome-<registrationId>) are guessable, and their
+ * reasons name internal hosts; operators see those in Bull Board.
+ */
+export function queueOfJobId(jobId: string): WriteQueueName | undefined {
   const prefix = jobId.slice(0, jobId.indexOf("-"));
-  return QUEUE_NAMES.find((q) => JOB_ID_PREFIX[q] === prefix);
+  return WRITE_QUEUES.find((q) => JOB_ID_PREFIX[q] === prefix);
 }

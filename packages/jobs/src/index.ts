@@ -1,8 +1,10 @@
 export * from "./definitions.js";
+export * from "./emails.js";
 export * from "./maintenance.js";
 export * from "./payloads.js";
 export { check, normalisePrice, type Checked, type FieldError } from "./validate.js";
 export { createProducerConnection, createWorkerConnection, waitForReady, warnUnlessNoEviction } from "./connection.js";
+export { createBulkAdder, type AddRequest } from "./bulk-add.js";
 export { closeQueues, createQueues, DEFAULT_JOB_OPTIONS, DEFAULT_PREFIX, type Queues } from "./queues.js";
 export {
   hashKey,

@@ -87,4 +87,15 @@ export const ZProductPatchJob = Type.Object(
 );
 export const ZProductDeleteJob = Type.Object({ productId: ZProductId }, { additionalProperties: false });
 
+// A follow-up the worker adds once a registration is created (emails.ts).
+export const ZWelcomeEmailJob = Type.Object(
+  {
+    registrationId: Type.Integer({ minimum: 1, maximum: 2_147_483_647 }),
+    email: ZRegistration.properties.email,
+    name: ZRegistration.properties.name,
+  },
+  { additionalProperties: false },
+);
+export type TWelcomeEmailJob = Static<typeof ZWelcomeEmailJob>;
+
 export type TSchemaOf<T extends TSchema> = Static<T>;

@@ -7,3 +7,4 @@ export { related } from "./related.js";
 export { registrations } from "./registrations.js";
 export { jobLedger } from "./job-ledger.js";
 export { productVersions } from "./product-versions.js";
+export { emailSends } from "./email-sends.js";
