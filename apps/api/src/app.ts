@@ -24,6 +24,8 @@ export type AppDeps = {
   health: HealthDeps;
   log: Logger;
   bodyLimitBytes: number;
+  /** POST /products/bulk: lines and bytes per request. */
+  bulk: { maxLines: number; maxBytes: number };
   queues: Queues;
   metrics: Metrics;
   auth: Auth;
@@ -58,6 +60,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(
     writeRoutes(deps.producer, {
       bodyLimitBytes: deps.bodyLimitBytes,
+      bulk: deps.bulk,
       log: deps.log,
       // Refusals that need no body: who, how often, and whether there is room.
       guards: (scope) => [deps.auth.require(scope), deps.rateLimit, deps.queueGuard.middleware],

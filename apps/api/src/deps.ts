@@ -59,6 +59,7 @@ export function createRuntime(env: Env, log: Logger): Runtime {
     jobs,
     log,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
+    bulk: { maxLines: env.BULK_MAX_LINES, maxBytes: env.BULK_MAX_BYTES },
     queues,
     metrics,
     shedder,

@@ -13,7 +13,7 @@ import {
   url,
 } from "@ingest/config";
 import { DEFAULT_CACHE_PREFIX } from "@ingest/catalog";
-import { DEFAULT_PREFIX } from "@ingest/jobs";
+import { DEFAULT_BULK_MAX_LINES, DEFAULT_PREFIX } from "@ingest/jobs";
 
 export function loadEnv(source: Record<string, string | undefined> = process.env) {
   return parseEnv(
@@ -26,6 +26,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       REDIS_URL: url(["redis:", "rediss:"], DEFAULT_REDIS_URL),
       QUEUE_PREFIX: str(DEFAULT_PREFIX),
       BODY_LIMIT_BYTES: int(100 * 1024, { min: 1_024, max: 50 * 1024 * 1024 }),
+      // POST /products/bulk: lines and bytes per request (each line within BODY_LIMIT_BYTES).
+      BULK_MAX_LINES: int(DEFAULT_BULK_MAX_LINES, { min: 1, max: 1_000_000 }),
+      BULK_MAX_BYTES: int(20 * 1024 * 1024, { min: 1_024, max: 1024 * 1024 * 1024 }),
       DB_POOL_SIZE: int(10, { min: 1, max: 200 }),
       SHUTDOWN_TIMEOUT_MS: int(10_000, { min: 0, max: 600_000 }),
       // Catalog read cache: may be its own Redis (allkeys-lru); keys under CACHE_PREFIX.

@@ -1,5 +1,5 @@
 import { jobLedger, type Db } from "@ingest/db";
-import { queueOfJobId, type Queues } from "@ingest/jobs";
+import { BULK_JOB, queueOfJobId, type BulkJobData, type Queues } from "@ingest/jobs";
 import { eq } from "drizzle-orm";
 
 export type JobStatus = {
@@ -8,6 +8,8 @@ export type JobStatus = {
   state: "queued" | "active" | "completed" | "failed";
   attempts: number;
   result?: unknown;
+  /** A bulk batch's counts so far, while it is queued or running. */
+  progress?: unknown;
   error?: string;
   acceptedAt: string;
   finishedAt?: string;
@@ -29,6 +31,12 @@ const STATE: Record<string, JobStatus["state"]> = {
 const PUBLIC_REASON = /^[A-Z][A-Z_]+: /;
 const publicReason = (reason: string | undefined) =>
   reason && PUBLIC_REASON.test(reason) ? reason : "the job could not be applied after all retries";
+
+/** Before the worker reports any progress, a batch has applied nothing yet. */
+function bulkProgress(data: BulkJobData, progress: unknown) {
+  if (progress && typeof progress === "object") return progress;
+  return { accepted: data.lines.length, applied: 0, failed: 0, invalid: data.invalidCount, failures: [], invalidLines: data.invalid, done: 0 };
+}
 
 const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : undefined);
 
@@ -56,6 +64,7 @@ export function createJobStatusReader(queues: Queues, db: Db, redisReady: () => 
       acceptedAt: iso(job.timestamp)!,
     };
     if (state === "completed") status.result = job.returnvalue;
+    else if (job.name === BULK_JOB && state !== "failed") status.progress = bulkProgress(job.data as BulkJobData, job.progress);
     if (state === "failed") status.error = publicReason(job.failedReason);
     const finishedAt = state === "completed" || state === "failed" ? iso(job.finishedOn) : undefined;
     if (finishedAt) status.finishedAt = finishedAt;

@@ -1,4 +1,4 @@
-import { ZProduct, ZProductPatch, ZRegistration } from "@ingest/jobs";
+import { ZBulkLine, ZProduct, ZProductPatch, ZRegistration } from "@ingest/jobs";
 import { Type, type TSchema } from "@sinclair/typebox";
 
 // Request bodies are the very schemas the API validates with (TypeBox is JSON Schema,
@@ -20,6 +20,7 @@ const JobStatus = Type.Object({
   state: Type.Union([Type.Literal("queued"), Type.Literal("active"), Type.Literal("completed"), Type.Literal("failed")]),
   attempts: Type.Integer(),
   result: Type.Optional(Type.Unknown()),
+  progress: Type.Optional(Type.Unknown({ description: "a bulk batch's counts so far (accepted, applied, failed, invalid, failures)" })),
   error: Type.Optional(Type.String()),
   acceptedAt: Type.String({ format: "date-time" }),
   finishedAt: Type.Optional(Type.String({ format: "date-time" })),
@@ -116,6 +117,7 @@ export function openApiDocument(): object {
         ProductSummary: strip(ProductSummary),
         ProductDetail: strip(ProductDetail),
         Styles: strip(Styles),
+        BulkLine: strip(ZBulkLine),
       },
     },
     paths: {
@@ -132,6 +134,14 @@ export function openApiDocument(): object {
           { name: "page", in: "query", schema: { type: "integer", minimum: 1, default: 1 } },
           { name: "count", in: "query", schema: { type: "integer", minimum: 1, maximum: 100, default: 5 } },
         ]),
+      },
+      "/products/bulk": {
+        post: {
+          ...write("Many product operations in one request", undefined, "products:write"),
+          description:
+            "`application/x-ndjson`: one operation per line (a `BulkLine`: create, replace, patch or delete), read as it arrives, up to BULK_MAX_LINES lines (default 10 000). Each line is validated on its own: the valid ones are stored as one batch job in the bulk lane (which never delays interactive writes), the invalid ones are listed in `errors` by line (`/lines/<n>/...`). GET /jobs/{id} reports the batch's counts — accepted, applied, failed (with line numbers), invalid. Edits of one product keep their acceptance order within and across batches and interactive writes. With no valid line: 400.",
+          requestBody: { required: true, content: { "application/x-ndjson": { schema: ref("BulkLine"), description: "one BulkLine per line" } } },
+        },
       },
       "/products/{id}": {
         put: write("Replace (or create) a product", "Product", "products:write", [productId]),

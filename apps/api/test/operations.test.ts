@@ -32,7 +32,7 @@ describe("operator surfaces", () => {
     expect(page.text).toContain("<div id=\"root\"");
     const queues = await request(api.url, "GET", "/admin/queues/api/queues", { headers: basic("ops", "s3cret-pass") });
     expect(queues.status).toBe(200);
-    expect(queues.body.queues.map((q: { name: string }) => q.name).sort()).toEqual(["emails", "maintenance", "products", "registrations"]);
+    expect(queues.body.queues.map((q: { name: string }) => q.name).sort()).toEqual(["bulk", "emails", "maintenance", "products", "registrations"]);
   });
 
   it("in read-only mode operators can look but not act", async () => {

@@ -31,6 +31,10 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // long the first job of a batch waits for others.
       WORKER_BATCH_SIZE: int(50, { min: 1, max: 1_000 }),
       WORKER_BATCH_WAIT_MS: int(2, { min: 0, max: 1_000 }),
+      // The bulk lane (POST /products/bulk): batch jobs in flight per process (0: this
+      // process takes none), and lines applied per transaction.
+      WORKER_BULK_CONCURRENCY: int(1, { min: 0, max: 100 }),
+      BULK_CHUNK_SIZE: int(200, { min: 1, max: 10_000 }),
       // How long SIGTERM waits for active jobs before leaving them to another worker.
       SHUTDOWN_TIMEOUT_MS: int(25_000, { min: 0, max: 600_000 }),
       // How long a job's lock lasts without renewal, and how often lapsed locks are

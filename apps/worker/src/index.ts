@@ -2,6 +2,7 @@ import { createCacheConnection, createCatalogInvalidator } from "@ingest/catalog
 import { throttled } from "@ingest/config";
 import { createDb } from "@ingest/db";
 import {
+  BULK_QUEUE,
   closeQueues,
   createQueues,
   createWorkerConnection,
@@ -15,6 +16,7 @@ import {
 } from "@ingest/jobs";
 import { Worker } from "bullmq";
 import type { Server } from "node:http";
+import { createBulkProcessor } from "./bulk.js";
 import { createCommitInvalidation } from "./catalog-invalidation.js";
 import { createFollowUps } from "./email/follow-ups.js";
 import { createMailer, domainOf } from "./email/mailer.js";
@@ -88,6 +90,25 @@ const workers: Worker[] = WRITE_QUEUES.map((name) => {
   });
   return worker;
 });
+
+// The bulk lane: its own worker and concurrency, so batches never hold up interactive writes.
+if (env.WORKER_BULK_CONCURRENCY > 0) {
+  const bulk = new Worker(
+    BULK_QUEUE,
+    createBulkProcessor({ db, queues, redis: connection, prefix: env.QUEUE_PREFIX, orderWaitMaxMs: env.ORDER_WAIT_MAX_MS, log, metrics, catalog, chunkSize: env.BULK_CHUNK_SIZE }),
+    {
+      connection,
+      prefix: env.QUEUE_PREFIX,
+      concurrency: env.WORKER_BULK_CONCURRENCY,
+      maxStalledCount: 5,
+      lockDuration: env.LOCK_DURATION_MS,
+      stalledInterval: env.STALLED_INTERVAL_MS,
+      metrics: { maxDataPoints: 7 * 24 * 60 },
+    },
+  );
+  bulk.on("error", throttled((err: Error) => log.error({ err, queue: BULK_QUEUE }, "worker error")));
+  workers.push(bulk);
+}
 
 const maintenance = new Worker(MAINTENANCE_QUEUE, createMaintenanceProcessor({ db, queues, log }), {
   connection,

@@ -12,7 +12,10 @@ import {
 export const WRITE_QUEUES = ["registrations", "products"] as const;
 export const MAINTENANCE_QUEUE = "maintenance";
 export const EMAILS_QUEUE = "emails";
-export const QUEUE_NAMES = [...WRITE_QUEUES, MAINTENANCE_QUEUE, EMAILS_QUEUE] as const;
+// Bulk product edits (POST /products/bulk) have a lane of their own, drained by workers
+// of their own, so a flood of them never delays the interactive writes (see bulk.ts).
+export const BULK_QUEUE = "bulk";
+export const QUEUE_NAMES = [...WRITE_QUEUES, MAINTENANCE_QUEUE, EMAILS_QUEUE, BULK_QUEUE] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
 export type WriteQueueName = (typeof WRITE_QUEUES)[number];
 
@@ -22,6 +25,7 @@ export const JOB_ID_PREFIX: Record<QueueName, string> = {
   products: "prd",
   maintenance: "mnt",
   emails: "eml",
+  bulk: "blk",
 };
 
 type Definition<S extends TSchema, R> = {
@@ -91,7 +95,8 @@ export function isJobName(name: string): name is JobName {
  * ids of follow-up jobs (eml-welcome-<registrationId>) are guessable, and their
  * reasons name internal hosts; operators see those in Bull Board.
  */
-export function queueOfJobId(jobId: string): WriteQueueName | undefined {
+export function queueOfJobId(jobId: string): WriteQueueName | typeof BULK_QUEUE | undefined {
   const prefix = jobId.slice(0, jobId.indexOf("-"));
+  if (prefix === JOB_ID_PREFIX.bulk) return BULK_QUEUE;
   return WRITE_QUEUES.find((q) => JOB_ID_PREFIX[q] === prefix);
 }

@@ -16,3 +16,4 @@ export {
   type EnqueueOptions,
   type Idempotency,
 } from "./producer.js";
+export * from "./bulk.js";

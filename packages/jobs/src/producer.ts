@@ -1,7 +1,9 @@
 import { createHash, randomUUID } from "node:crypto";
+import { withTimeout } from "@ingest/config";
 import type { Redis } from "ioredis";
-import { JOB_ID_PREFIX, JOBS, type JobData, type JobName, type PayloadOf, type QueueName } from "./definitions.js";
+import { BULK_QUEUE, JOB_ID_PREFIX, JOBS, type JobData, type JobName, type PayloadOf, type QueueName } from "./definitions.js";
 import { createBulkAdder, type AddRequest } from "./bulk-add.js";
+import { BULK_JOB, bulkLineId, type BulkJobData } from "./bulk.js";
 import type { Queues } from "./queues.js";
 import { check } from "./validate.js";
 
@@ -13,33 +15,38 @@ const PENDING_WINDOW_MS = 15_000;
 // Sequence keys may expire: a fresh one restarts from the clock, above any earlier value.
 const SEQUENCE_TTL_S = 7 * 24 * 3_600;
 
-// One round trip: look up the idempotency key, take the product's next sequence
-// number and record the key, atomically. KEYS: [idempotency?, sequence?].
+// One round trip, atomically: look up the idempotency key; take the next sequence
+// number of each ordered edit's product (one for a single write, one per ordered line
+// of a bulk batch, in line order: a product twice in a batch chains to itself); record
+// the key. KEYS: [idempotency?, sequence...]; ARGV: idempotency flag, record, the two
+// TTLs, then the job (or batch line) id to record against each sequence key.
 const RESERVE_LUA = `
-local idemKey, seqKey
-local i = 1
-if ARGV[1] == '1' then idemKey = KEYS[i]; i = i + 1 end
-if ARGV[2] == '1' then seqKey = KEYS[i] end
+local first = 1
+local idemKey
+if ARGV[1] == '1' then idemKey = KEYS[1]; first = 2 end
 if idemKey then
   local existing = redis.call('GET', idemKey)
   if existing then return {'existing', existing} end
 end
-local seq, prevSeq, prevJob = '', '', ''
-if seqKey then
-  local last = redis.call('GET', seqKey)
+local out = {'new'}
+local t = redis.call('TIME')
+local clock = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+for i = first, #KEYS do
+  local last = redis.call('GET', KEYS[i])
+  local seq, prevSeq, prevJob = clock, '', ''
   if last then
     local sep = string.find(last, '|', 1, true)
     prevSeq = string.sub(last, 1, sep - 1)
     prevJob = string.sub(last, sep + 1)
     seq = string.format('%.0f', tonumber(prevSeq) + 1)
-  else
-    local t = redis.call('TIME')
-    seq = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
   end
-  redis.call('SET', seqKey, seq .. '|' .. ARGV[6], 'EX', ARGV[5])
+  redis.call('SET', KEYS[i], seq .. '|' .. ARGV[4 + i - first + 1], 'EX', ARGV[4])
+  out[#out + 1] = seq
+  out[#out + 1] = prevSeq
+  out[#out + 1] = prevJob
 end
-if idemKey then redis.call('SET', idemKey, ARGV[3], 'EX', ARGV[4]) end
-return {'new', seq, prevSeq, prevJob}
+if idemKey then redis.call('SET', idemKey, ARGV[2], 'EX', ARGV[3]) end
+return out
 `;
 
 // Deletes the record only if it is still the one we read (compare and delete).
@@ -48,7 +55,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
-type ReserveReply = ["existing", string] | ["new", string, string, string];
+type ReserveReply = ["existing", string] | ["new", ...string[]];
 type IdempotencyRecord = { f: string; j: string; t: number };
 
 type ScriptedRedis = Redis & {
@@ -123,6 +130,56 @@ export class Producer {
     }
   }
 
+  /**
+   * Stores a bulk batch as one job in the bulk lane: one Lua call takes the idempotency
+   * key and every ordered line's place in its product's edit order, then one add stores
+   * the batch. Lines were validated by the caller (parseBulkLine).
+   */
+  async enqueueBulk(batch: Omit<BulkJobData, "requestId">, opts: EnqueueOptions = {}): Promise<Accepted> {
+    if (this.redis.status !== "ready") throw new QueueUnavailableError();
+    try {
+      return await this.storeBulk(batch, opts);
+    } catch (err) {
+      if (err instanceof IdempotencyConflictError) throw err;
+      throw new QueueUnavailableError(err);
+    }
+  }
+
+  private async storeBulk(batch: Omit<BulkJobData, "requestId">, opts: EnqueueOptions): Promise<Accepted> {
+    const jobId = `${JOB_ID_PREFIX[BULK_QUEUE]}-${randomUUID()}`;
+    const idem = opts.idempotency;
+    const idemKey = idem ? `${this.deps.prefix}:idem:${hashKey(idem.scope)}:${hashKey(idem.key)}` : undefined;
+    const record = idem ? JSON.stringify({ f: idem.fingerprint, j: jobId, t: Date.now() } satisfies IdempotencyRecord) : undefined;
+    const ordered = batch.lines.filter((l) => JOBS[l.name].ordered);
+    const seqKeys = ordered.map((l) => `${this.deps.prefix}:seq:product:${(l.payload as { productId: number }).productId}`);
+    const reply = await this.redis.ingestReserve(
+      (idemKey ? 1 : 0) + seqKeys.length,
+      ...(idemKey ? [idemKey] : []),
+      ...seqKeys,
+      idemKey ? "1" : "0",
+      record ?? "",
+      IDEMPOTENCY_TTL_S,
+      SEQUENCE_TTL_S,
+      ...ordered.map((l) => bulkLineId(jobId, l.line)),
+    );
+    if (reply[0] === "existing") return this.replay(opts, idemKey!, reply[1], () => this.storeBulk(batch, opts));
+    ordered.forEach((l, i) => {
+      l.seq = Number(reply[1 + i * 3]);
+      const prevSeq = reply[2 + i * 3];
+      const prevJobId = reply[3 + i * 3];
+      l.prevSeq = prevSeq ? Number(prevSeq) : null;
+      if (prevJobId) l.prevJobId = prevJobId;
+    });
+    const data: BulkJobData = { ...batch, ...(opts.requestId ? { requestId: opts.requestId } : {}) };
+    try {
+      await withTimeout(this.deps.queues[BULK_QUEUE].add(BULK_JOB, data as never, { jobId }), ADD_TIMEOUT_MS, "bulk add");
+    } catch (err) {
+      if (idemKey && record) this.releaseIfAbsent(idemKey, record, jobId);
+      throw err;
+    }
+    return { jobId, replayed: false };
+  }
+
   private async store<N extends JobName>(name: N, payload: PayloadOf<N>, opts: EnqueueOptions): Promise<Accepted> {
     const def = JOBS[name];
     const jobId = `${JOB_ID_PREFIX[def.queue]}-${randomUUID()}`;
@@ -142,13 +199,12 @@ export class Producer {
         keys.length,
         ...keys,
         idemKey ? "1" : "0",
-        seqKey ? "1" : "0",
         record ?? "",
         IDEMPOTENCY_TTL_S,
         SEQUENCE_TTL_S,
-        jobId,
+        ...(seqKey ? [jobId] : []),
       );
-      if (reply[0] === "existing") return this.replay(name, payload, opts, idemKey!, reply[1]);
+      if (reply[0] === "existing") return this.replay(opts, idemKey!, reply[1], () => this.store(name, payload, opts));
       if (seqKey) {
         data.seq = Number(reply[1]);
         data.prevSeq = reply[2] ? Number(reply[2]) : null;
@@ -175,20 +231,15 @@ export class Producer {
     return add;
   }
 
-  private async replay<N extends JobName>(
-    name: N,
-    payload: PayloadOf<N>,
-    opts: EnqueueOptions,
-    idemKey: string,
-    raw: string,
-  ): Promise<Accepted> {
+  /** The key was taken before: the same request answers its first job, another one is refused. */
+  private async replay(opts: EnqueueOptions, idemKey: string, raw: string, retry: () => Promise<Accepted>): Promise<Accepted> {
     const rec = JSON.parse(raw) as IdempotencyRecord;
     if (rec.f !== opts.idempotency!.fingerprint) throw new IdempotencyConflictError("mismatch");
     if (await this.deps.jobExists(rec.j)) return { jobId: rec.j, replayed: true };
     if (Date.now() - rec.t < PENDING_WINDOW_MS) throw new IdempotencyConflictError("in_progress");
     // The first request never stored its job (Redis failed under it): take the key over.
     await this.redis.ingestRelease(idemKey, raw);
-    return this.store(name, payload, opts);
+    return retry();
   }
 
   private releaseIfAbsent(idemKey: string, record: string, jobId: string): void {

@@ -1,4 +1,10 @@
 import {
+  BULK_JOB,
+  BULK_LISTED_MAX,
+  parseBulkLine,
+  type Accepted,
+  type BulkLine,
+  type InvalidLine,
   IdempotencyConflictError,
   QueueUnavailableError,
   ZProduct,
@@ -16,6 +22,7 @@ import type { Logger } from "../logger.js";
 import { idempotencyFor } from "../idempotency.js";
 import { jsonBody } from "../middleware/json-body.js";
 import { methodNotAllowed } from "../middleware/method-not-allowed.js";
+import { readNdjson, requireNdjson } from "../middleware/ndjson.js";
 
 const PRODUCT_ID = /^[1-9][0-9]{0,9}$/;
 const MAX_PRODUCT_ID = 2_147_483_647;
@@ -40,10 +47,11 @@ function validBody<S extends TSchema>(schema: S, body: unknown) {
 
 export type WriteOptions = {
   bodyLimitBytes: number;
+  bulk: { maxLines: number; maxBytes: number };
   log: Logger;
   /** Checks that run before the body is read, given the route's scope. */
   guards: (scope: string) => RequestHandler[];
-  onAccepted: (job: JobName) => void;
+  onAccepted: (job: JobName | typeof BULK_JOB) => void;
 };
 
 export function writeRoutes(producer: Producer, opts: WriteOptions): Router {
@@ -53,11 +61,10 @@ export function writeRoutes(producer: Producer, opts: WriteOptions): Router {
   const registrationsGuards = opts.guards("registrations:write");
   const productsGuards = opts.guards("products:write");
 
-  async function accept<N extends JobName>(req: Request, res: Response, name: N, payload: PayloadOf<N>) {
-    const idempotency = idempotencyFor(req, payload, req.auth?.sub);
-    let accepted;
+  /** Stores through the producer, turning its refusals into problems. */
+  async function store(req: Request, enqueue: () => Promise<Accepted>): Promise<Accepted> {
     try {
-      accepted = await producer.enqueue(name, payload, { idempotency, requestId: req.id });
+      return await enqueue();
     } catch (err) {
       if (err instanceof IdempotencyConflictError) {
         throw err.reason === "mismatch"
@@ -70,9 +77,40 @@ export function writeRoutes(producer: Producer, opts: WriteOptions): Router {
       }
       throw err;
     }
+  }
+
+  const answer = (res: Response, jobId: string, extra: Record<string, unknown> = {}) => {
+    const statusUrl = `/jobs/${jobId}`;
+    res.status(202).location(statusUrl).json({ jobId, status: "queued", statusUrl, ...extra });
+  };
+
+  async function accept<N extends JobName>(req: Request, res: Response, name: N, payload: PayloadOf<N>) {
+    const idempotency = idempotencyFor(req, payload, req.auth?.sub);
+    const accepted = await store(req, () => producer.enqueue(name, payload, { idempotency, requestId: req.id }));
     if (!accepted.replayed) opts.onAccepted(name);
-    const statusUrl = `/jobs/${accepted.jobId}`;
-    res.status(202).location(statusUrl).json({ jobId: accepted.jobId, status: "queued", statusUrl });
+    answer(res, accepted.jobId);
+  }
+
+  // One product operation per line, read as it arrives; invalid lines are reported and
+  // the valid ones stored as one batch job in the bulk lane.
+  const bulkLimits = { maxLines: opts.bulk.maxLines, maxBytes: opts.bulk.maxBytes, maxLineBytes: opts.bodyLimitBytes };
+  async function acceptBulk(req: Request, res: Response) {
+    const lines: BulkLine[] = [];
+    const invalid: InvalidLine[] = [];
+    let invalidCount = 0;
+    const digest = await readNdjson(req, bulkLimits, (text, line) => {
+      const parsed = parseBulkLine(text, line);
+      if (parsed.ok) lines.push(parsed.value);
+      else if (++invalidCount <= BULK_LISTED_MAX) invalid.push(parsed.invalid);
+    });
+    const errors = invalid.flatMap((l) => l.errors.map((e) => ({ path: `/lines/${l.line}${e.path}`, message: e.message })));
+    if (lines.length === 0) {
+      throw new AppError("validation", invalidCount ? "No line of the batch is valid; nothing was accepted." : "The batch is empty: send one product operation per line.", { errors });
+    }
+    const idempotency = idempotencyFor(req, { sha256: digest }, req.auth?.sub);
+    const accepted = await store(req, () => producer.enqueueBulk({ lines, invalidCount, invalid }, { idempotency, requestId: req.id }));
+    if (!accepted.replayed) opts.onAccepted(BULK_JOB);
+    answer(res, accepted.jobId, { accepted: lines.length, invalid: invalidCount, ...(errors.length ? { errors } : {}) });
   }
 
   router
@@ -84,6 +122,12 @@ export function writeRoutes(producer: Producer, opts: WriteOptions): Router {
     .route("/products")
     .post(productsGuards, json, (req: Request, res: Response) => accept(req, res, "product.create", { product: validBody(ZProduct, req.body) }))
     .all(methodNotAllowed(["POST"], { passOn: ["GET", "HEAD"] }));
+
+  // Before /products/:id, whose methods would otherwise answer for it.
+  router
+    .route("/products/bulk")
+    .post(productsGuards, requireNdjson, acceptBulk)
+    .all(methodNotAllowed(["POST"]));
 
   const withId = (req: Request) => parseProductId(String(req.params.id));
   // A bad id is reported before the body is even read.

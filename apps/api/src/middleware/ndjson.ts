@@ -1,0 +1,54 @@
+import { createHash } from "node:crypto";
+import type { Request, RequestHandler } from "express";
+import { AppError } from "../errors.js";
+
+export type NdjsonLimits = { maxBytes: number; maxLineBytes: number; maxLines: number };
+
+/** Checks the media type before anything of the body is read. */
+export const requireNdjson: RequestHandler = (req, _res, next) => {
+  next(req.is(["application/x-ndjson", "application/jsonl"]) ? undefined : new AppError("unsupported_media_type", "Send the body as application/x-ndjson: one JSON object per line."));
+};
+
+/**
+ * Reads an NDJSON body line by line as it arrives: no line is held longer than it takes
+ * to hand it on, and nothing beyond the limits is read (413). Lines are split on LF (a
+ * CR before it is dropped) before decoding, so a character split across chunks stays
+ * whole. Blank lines count for numbering and are skipped. Answers the body's SHA-256,
+ * which identifies the batch for Idempotency-Key.
+ */
+export async function readNdjson(req: Request, limits: NdjsonLimits, onLine: (text: string, line: number) => void): Promise<string> {
+  const hash = createHash("sha256");
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let total = 0;
+  let line = 0;
+  const tooLarge = (detail: string) => new AppError("payload_too_large", detail, { headers: { Connection: "close" } });
+  const emit = (bytes: Buffer) => {
+    line++;
+    if (line > limits.maxLines) throw tooLarge(`At most ${limits.maxLines} lines per request.`);
+    let text = bytes.toString("utf8");
+    if (text.endsWith("\r")) text = text.slice(0, -1);
+    if (text.trim() !== "") onLine(text, line);
+  };
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limits.maxBytes) throw tooLarge(`The body may be at most ${limits.maxBytes} bytes.`);
+    hash.update(chunk);
+    let start = 0;
+    for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, start)) {
+      const piece = chunk.subarray(start, nl);
+      if (pendingBytes + piece.length > limits.maxLineBytes) throw tooLarge(`Line ${line + 1} is longer than ${limits.maxLineBytes} bytes.`);
+      emit(pendingBytes ? Buffer.concat([...pending, piece]) : piece);
+      pending = [];
+      pendingBytes = 0;
+      start = nl + 1;
+    }
+    if (start < chunk.length) {
+      pending.push(chunk.subarray(start));
+      pendingBytes += chunk.length - start;
+      if (pendingBytes > limits.maxLineBytes) throw tooLarge(`Line ${line + 1} is longer than ${limits.maxLineBytes} bytes.`);
+    }
+  }
+  if (pendingBytes) emit(Buffer.concat(pending));
+  return hash.digest("base64url");
+}
