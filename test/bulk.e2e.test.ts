@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { request, spawnWorker, startApi, testDb, testEnv, waitForJob, type Api, type WorkerProcess } from "./support/harness.js";
+import { request, spawnWorker, startApi, testDb, testEnv, waitFor, waitForJob, type Api, type WorkerProcess } from "./support/harness.js";
 
 const { prefix } = testEnv("bulk");
 let api: Api;
@@ -64,6 +64,8 @@ describe("POST /products/bulk", () => {
     });
     expect(job.result.invalidLines.map((l: { line: number }) => l.line)).toEqual([5, 6, 8]);
     expect(await productRow(930_001)).toEqual({ name: "bulk-replaced", slogan: "patched in bulk", default_price: "12.50" });
+    const metrics = await request(api.url, "GET", "/metrics");
+    expect(metrics.text).toMatch(/ingest_bulk_lines_total\{verdict="invalid"\} [3-9]/);
     expect((await db.execute(sql`select count(*)::int as n from products where name = 'bulk-created'`)).rows[0]).toEqual({ n: 1 });
   });
 
@@ -129,4 +131,32 @@ describe("POST /products/bulk", () => {
     const ledger = await db.execute(sql`select count(*)::int as n from job_ledger where job_id like ${`${res.body.jobId}-L%`}`);
     expect(ledger.rows[0]).toEqual({ n: 2_500 });
   });
+
+  it("a worker killed in the middle of a batch: the next one finishes it, every line applied once", async () => {
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+    const fast = { LOCK_DURATION_MS: "2000", STALLED_INTERVAL_MS: "1000", BULK_CHUNK_SIZE: "50" };
+    const lines = Array.from({ length: 3_000 }, (_, i) => ({ op: "create", product: product(`killed-batch-${i}`) }));
+    const res = await post(ndjson(lines));
+    expect(res.status).toBe(202);
+    const victim = await spawnWorker(prefix, fast);
+    await waitFor(async () => {
+      const status = await request(api.url, "GET", `/jobs/${res.body.jobId}`);
+      return (status.body.progress?.applied ?? 0) >= 200;
+    }, 20_000, "the batch under way");
+    victim.proc.kill("SIGKILL");
+    await victim.exited;
+    // Killed part way: some lines applied, not all.
+    const atKill = (await request(api.url, "GET", `/jobs/${res.body.jobId}`)).body;
+    expect(atKill.state).toBe("active");
+    expect(atKill.progress.applied).toBeLessThan(3_000);
+    workers.push(await spawnWorker(prefix, fast));
+    const job = await waitForJob(api.url, res.body.jobId, 60_000).catch((err) => {
+      console.log(workers.map((w) => w.output()).join("\n"));
+      throw err;
+    });
+    expect(job).toMatchObject({ state: "completed", result: { accepted: 3_000, applied: 3_000, failed: 0 } });
+    // Creates are not idempotent by themselves: only the ledger keeps a rerun line from creating twice.
+    const created = await db.execute(sql`select count(*)::int as n, count(distinct name)::int as names from products where name like 'killed-batch-%'`);
+    expect(created.rows[0]).toEqual({ n: 3_000, names: 3_000 });
+  }, 90_000);
 });

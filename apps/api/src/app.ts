@@ -64,7 +64,13 @@ export function createApp(deps: AppDeps): Express {
       log: deps.log,
       // Refusals that need no body: who, how often, and whether there is room.
       guards: (scope) => [deps.auth.require(scope), deps.rateLimit, deps.queueGuard.middleware],
-      onAccepted: (job) => deps.metrics.writes.inc({ job }),
+      onAccepted: (job, lines) => {
+        deps.metrics.writes.inc({ job });
+        if (lines) {
+          deps.metrics.bulkLines.inc({ verdict: "accepted" }, lines.accepted);
+          deps.metrics.bulkLines.inc({ verdict: "invalid" }, lines.invalid);
+        }
+      },
     }),
   );
   app.use(healthRoutes(deps.health));

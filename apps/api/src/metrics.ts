@@ -44,6 +44,12 @@ export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => num
     labelNames: ["job"] as const,
     registers,
   });
+  const bulkLines = new client.Counter({
+    name: "ingest_bulk_lines_total",
+    help: "Lines of POST /products/bulk requests, by verdict (accepted: stored in a batch; invalid: refused and reported)",
+    labelNames: ["verdict"] as const,
+    registers,
+  });
   new client.Gauge({
     name: "ingest_event_loop_delay_seconds",
     help: "Event-loop delay the load shedder acts on (p99 over the last window)",
@@ -107,5 +113,5 @@ export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => num
     res.set("Content-Type", registry.contentType).send(await registry.metrics());
   };
 
-  return { registry, middleware, handler, shed, rateLimited, writes };
+  return { registry, middleware, handler, shed, rateLimited, writes, bulkLines };
 }

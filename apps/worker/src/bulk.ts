@@ -50,6 +50,7 @@ export function createBulkProcessor(deps: BulkDeps) {
       redelivered,
     });
     const record = async (env: JobEnvelope, line: number, outcome: Outcome) => {
+      deps.metrics.bulkLines.inc({ outcome: outcome.status });
       if (outcome.status === "completed") {
         counts.applied++;
         await deps.catalog.afterCommit(env.name, env.data.payload, outcome.result);

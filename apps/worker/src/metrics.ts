@@ -37,6 +37,12 @@ export function createWorkerMetrics() {
     help: "Batches that could not commit as a whole and were applied job by job",
     registers,
   });
+  const bulkLines = new client.Counter({
+    name: "ingest_bulk_lines_applied_total",
+    help: "Bulk batch lines this worker process finished, by outcome (completed, or failed for good)",
+    labelNames: ["outcome"] as const,
+    registers,
+  });
   const emailsSent = new client.Counter({
     name: "ingest_emails_sent_total",
     help: "Emails this worker process handed to the SMTP server (or logged, without SMTP_URL), by email",
@@ -49,7 +55,7 @@ export function createWorkerMetrics() {
     labelNames: ["email", "kind"] as const,
     registers,
   });
-  return { registry, duration, failures, orderWaits, batchSize, batchFallbacks, emailsSent, emailFailures };
+  return { registry, duration, failures, orderWaits, batchSize, batchFallbacks, bulkLines, emailsSent, emailFailures };
 }
 
 /** /metrics and /healthz on their own port; nothing else is served. */

@@ -51,7 +51,7 @@ export type WriteOptions = {
   log: Logger;
   /** Checks that run before the body is read, given the route's scope. */
   guards: (scope: string) => RequestHandler[];
-  onAccepted: (job: JobName | typeof BULK_JOB) => void;
+  onAccepted: (job: JobName | typeof BULK_JOB, lines?: { accepted: number; invalid: number }) => void;
 };
 
 export function writeRoutes(producer: Producer, opts: WriteOptions): Router {
@@ -109,7 +109,7 @@ export function writeRoutes(producer: Producer, opts: WriteOptions): Router {
     }
     const idempotency = idempotencyFor(req, { sha256: digest }, req.auth?.sub);
     const accepted = await store(req, () => producer.enqueueBulk({ lines, invalidCount, invalid }, { idempotency, requestId: req.id }));
-    if (!accepted.replayed) opts.onAccepted(BULK_JOB);
+    if (!accepted.replayed) opts.onAccepted(BULK_JOB, { accepted: lines.length, invalid: invalidCount });
     answer(res, accepted.jobId, { accepted: lines.length, invalid: invalidCount, ...(errors.length ? { errors } : {}) });
   }
 
