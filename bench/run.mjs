@@ -14,6 +14,7 @@ import { catalogDatabaseName, dropCatalog, runCatalog } from "./scenarios/catalo
 import { runDrain } from "./scenarios/drain.mjs";
 import { runE2e } from "./scenarios/e2e.mjs";
 import { runIngest } from "./scenarios/ingest.mjs";
+import { runLanes } from "./scenarios/lanes.mjs";
 import { runReads } from "./scenarios/reads.mjs";
 
 let opts;
@@ -86,6 +87,7 @@ async function main() {
     results.e2e = await runE2e(ctx, log, { rate });
   }
   if (want("reads")) results.reads = await runReads(ctx, log);
+  if (want("lanes")) results.lanes = await runLanes(ctx, log);
   if (want("catalog")) results.catalog = await runCatalog(ctx, log);
   return { machine, results };
 }

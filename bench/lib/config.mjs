@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 
 export const USAGE = `usage: npm run bench -- [--quick] [options]
   --quick                fewer, shorter runs (under a minute)
-  --only LIST            scenarios to run, of ingest,drain,e2e,reads (default all) and catalog
+  --only LIST            scenarios to run, of ingest,drain,e2e,reads (default all), catalog and lanes
   --seconds S            length of one load run (default 3, quick 1.5)
   --repeats N            rounds per measurement; medians are reported (default 3, quick 1)
   --jobs N               jobs per drain (default 6000, quick 800)
@@ -13,6 +13,11 @@ export const USAGE = `usage: npm run bench -- [--quick] [options]
   --e2e-seconds S        length of the end-to-end run (default 20, quick 4)
   --e2e-rate R           offered req/s in the end-to-end run (default: half the slower tier)
   --products N           catalog size for the reads and the import (default 10000, quick 2000)
+lanes (only when named: --only lanes): interactive job latency (registrations and product
+edits, acceptance to commit, from the ledger) alone, then while a bulk load drains
+  --lanes-seconds S      length of each interactive phase (default 8, quick 4)
+  --lanes-rate R         offered interactive req/s, half each kind (default 200)
+  --lanes-lines N        bulk lines posted before the second phase (default 100000, quick 20000)
 catalog (only when named: --only catalog): GET /products/:id MISS at 1, 4 and 16 connections on
 a large catalog, kept between runs in its own database ingest_bench_catalog_<N>; the first run
 builds it (about 4 minutes for 1,000,000 products on 2 cores), later runs reuse it
@@ -21,8 +26,10 @@ builds it (about 4 minutes for 1,000,000 products on 2 cores), later runs reuse 
 
 // The default run, and the only kind that may replace bench/results/latest.*.
 export const SCENARIOS = ["ingest", "drain", "e2e", "reads"];
-// Named with --only, never run by default: building its catalog takes longer than a whole default run.
-const OPTIONAL_SCENARIOS = ["catalog"];
+// Named with --only, never run by default: catalog's first build takes longer than a whole
+// default run; lanes takes about 70 s (bounded near 2 min by its drain cap and settle
+// waits), which would take the default run's bound past 5 minutes.
+const OPTIONAL_SCENARIOS = ["catalog", "lanes"];
 
 export function parseOptions(argv) {
   const { values } = parseArgs({
@@ -38,6 +45,9 @@ export function parseOptions(argv) {
       "e2e-seconds": { type: "string" },
       "e2e-rate": { type: "string" },
       products: { type: "string" },
+      "lanes-seconds": { type: "string" },
+      "lanes-rate": { type: "string" },
+      "lanes-lines": { type: "string" },
       "catalog-products": { type: "string" },
       "drop-catalog": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -70,6 +80,9 @@ export function parseOptions(argv) {
     e2eSeconds: num("e2e-seconds", q ? 4 : 20, { min: 2, max: 180 }),
     e2eRate: values["e2e-rate"] === undefined ? undefined : num("e2e-rate", 0, { min: 1, max: 50_000 }),
     products: Math.round(num("products", q ? 2_000 : 10_000, { min: 100, max: 1_000_000 })),
+    lanesSeconds: num("lanes-seconds", q ? 4 : 8, { min: 2, max: 60 }),
+    lanesRate: num("lanes-rate", 200, { min: 10, max: 5_000 }),
+    lanesLines: Math.round(num("lanes-lines", q ? 20_000 : 100_000, { min: 1_000, max: 200_000 })),
     // Not smaller with --quick: a quick run should reuse the kept catalog, not build another.
     catalogProducts: Math.round(num("catalog-products", 1_000_000, { min: 100, max: 10_000_000 })),
     dropCatalog: values["drop-catalog"],

@@ -1,5 +1,8 @@
 // Bounded HTTP load with autocannon against 127.0.0.1 only.
+import http from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
 import autocannon from "autocannon";
+import { state } from "./processes.mjs";
 
 export const CONNECTIONS = 50;
 // A hard cap per run beside the duration, so no run can go on unbounded.
@@ -85,4 +88,62 @@ export function registrationRequest(tag) {
       body: JSON.stringify({ email: `${tag}-${n++}@bench.example`, name: "Bench User", plan: "free" }),
     }),
   };
+}
+
+/**
+ * An open-loop load at an even pace: request i is due at start + i/rate, whatever the
+ * answers before it do (autocannon's overallRate is a per-second quota that each
+ * connection sends back to back at the top of every second: bursts, which a latency
+ * figure must not measure). Latency counts from the due time. Bounded: rate × seconds
+ * requests, at most maxInFlight at once (a request due beyond that is skipped and
+ * counted), each cut after 10 s. request(i) returns { method, path, headers, body,
+ * onResponse?(status, text) }.
+ */
+export async function runPaced(url, { seconds, rate, request, maxInFlight = 256 }) {
+  if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(url)) throw new Error(`refusing to load ${url}: 127.0.0.1 only`);
+  const { hostname, port } = new URL(url);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: maxInFlight });
+  const total = Math.min(Math.round(seconds * rate), MAX_RATE * AMOUNT_CAP_S);
+  const latencies = [];
+  let ok = 0, non2xx = 0, errors = 0, skipped = 0, inFlight = 0;
+  const pending = new Set();
+  const started = performance.now();
+  for (let i = 0; i < total && !state.aborted; i++) {
+    const due = started + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait >= 1) await sleep(wait);
+    if (inFlight >= maxInFlight) {
+      skipped++;
+      continue;
+    }
+    const { method, path, headers = {}, body, onResponse } = request(i);
+    inFlight++;
+    const done = new Promise((resolve) => {
+      const req = http.request({ agent, hostname, port, method, path, timeout: 10_000, headers: body === undefined ? headers : { ...headers, "content-length": Buffer.byteLength(body) } }, (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => (text += d));
+        res.on("end", () => {
+          latencies.push(performance.now() - due);
+          if (res.statusCode >= 200 && res.statusCode < 300) ok++;
+          else non2xx++;
+          onResponse?.(res.statusCode, text);
+          resolve();
+        });
+        res.on("error", () => (errors++, resolve()));
+      });
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+      req.on("error", () => (errors++, resolve()));
+      req.end(body);
+    });
+    pending.add(done);
+    void done.then(() => (inFlight--, pending.delete(done)));
+  }
+  const sent = performance.now();
+  await Promise.all(pending);
+  agent.destroy();
+  const sorted = latencies.sort((a, b) => a - b);
+  const at = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] : undefined);
+  const duration = (sent - started) / 1000;
+  return { seconds: duration, requests: total, ok, rate: ok / duration, p50: at(0.5), p99: at(0.99), max: sorted.at(-1), non2xx, errors, skipped };
 }
