@@ -74,6 +74,7 @@ describe("POST /products/bulk", () => {
       Object.values(await api.runtime.deps.queues.bulk.getJobCounts("waiting", "active", "completed", "failed", "delayed")).reduce((a, b) => a + b, 0);
     const before = await stored();
     expect((await request(api.url, "POST", "/products/bulk", { json: [{ op: "delete", id: 1 }] })).status).toBe(415);
+    expect((await post(ndjson([{ op: "delete", id: 1 }]), { "content-encoding": "gzip" })).status).toBe(415);
     const empty = await post("\n\n");
     expect(empty.status).toBe(400);
     expect(empty.headers.get("content-type")).toMatch(/application\/problem\+json/);

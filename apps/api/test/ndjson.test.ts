@@ -34,4 +34,14 @@ describe("readNdjson", () => {
     await expect(lines(body("x".repeat(60), "y".repeat(60)))).rejects.toMatchObject({ status: 413 });
     await expect(lines(body("{}\n".repeat(9)), { ...limits, maxBytes: 20 })).rejects.toMatchObject({ status: 413 });
   });
+
+  it("a body cut off mid-way is a 400, not a server error", async () => {
+    const broken = new Readable({
+      read() {
+        this.push(Buffer.from('{"a":1}\n{"b"'));
+        this.destroy(Object.assign(new Error("aborted"), { code: "ECONNRESET" }));
+      },
+    }) as unknown as Request;
+    await expect(lines(broken)).rejects.toMatchObject({ status: 400 });
+  });
 });

@@ -6,7 +6,11 @@ export type NdjsonLimits = { maxBytes: number; maxLineBytes: number; maxLines: n
 
 /** Checks the media type before anything of the body is read. */
 export const requireNdjson: RequestHandler = (req, _res, next) => {
-  next(req.is(["application/x-ndjson", "application/jsonl"]) ? undefined : new AppError("unsupported_media_type", "Send the body as application/x-ndjson: one JSON object per line."));
+  if (!req.is(["application/x-ndjson", "application/jsonl"])) {
+    next(new AppError("unsupported_media_type", "Send the body as application/x-ndjson: one JSON object per line."));
+  } else if ((req.headers["content-encoding"] ?? "identity").toLowerCase() !== "identity") {
+    next(new AppError("unsupported_media_type", "Send the NDJSON body without a Content-Encoding."));
+  } else next();
 };
 
 /**
@@ -30,7 +34,17 @@ export async function readNdjson(req: Request, limits: NdjsonLimits, onLine: (te
     if (text.endsWith("\r")) text = text.slice(0, -1);
     if (text.trim() !== "") onLine(text, line);
   };
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) onChunk(chunk);
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    // The client went away or the connection broke mid-body: nothing was stored.
+    throw new AppError("bad_request", "The request body could not be read to its end.");
+  }
+  if (pendingBytes) emit(Buffer.concat(pending));
+  return hash.digest("base64url");
+
+  function onChunk(chunk: Buffer) {
     total += chunk.length;
     if (total > limits.maxBytes) throw tooLarge(`The body may be at most ${limits.maxBytes} bytes.`);
     hash.update(chunk);
@@ -49,6 +63,4 @@ export async function readNdjson(req: Request, limits: NdjsonLimits, onLine: (te
       if (pendingBytes > limits.maxLineBytes) throw tooLarge(`Line ${line + 1} is longer than ${limits.maxLineBytes} bytes.`);
     }
   }
-  if (pendingBytes) emit(Buffer.concat(pending));
-  return hash.digest("base64url");
 }
