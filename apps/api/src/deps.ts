@@ -32,7 +32,7 @@ export type Runtime = {
 
 /** Connects everything the API needs; close() releases it in order, once. */
 export function createRuntime(env: Env, log: Logger): Runtime {
-  const redis = createProducerConnection(env.REDIS_URL, { connectionName: "ingest-api" });
+  const redis = createProducerConnection({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_NODES }, { connectionName: "ingest-api" });
   redis.on("error", throttled((err: Error) => log.warn({ err: err.message }, "queue redis unavailable")));
   redis.on("ready", () => {
     log.info("queue redis connected");

@@ -1,6 +1,7 @@
 import {
   DEFAULT_DATABASE_URL,
   DEFAULT_REDIS_URL,
+  hostPorts,
   bool,
   int,
   LOG_LEVELS,
@@ -13,7 +14,7 @@ import {
   url,
 } from "@ingest/config";
 import { DEFAULT_CACHE_PREFIX } from "@ingest/catalog";
-import { DEFAULT_BULK_MAX_LINES, DEFAULT_PREFIX } from "@ingest/jobs";
+import { DEFAULT_BULK_MAX_LINES, DEFAULT_PREFIX, hasHashTag } from "@ingest/jobs";
 
 export function loadEnv(source: Record<string, string | undefined> = process.env) {
   return parseEnv(
@@ -24,6 +25,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       HOST: str("0.0.0.0"),
       DATABASE_URL: url(["postgres:", "postgresql:"], DEFAULT_DATABASE_URL),
       REDIS_URL: url(["redis:", "rediss:"], DEFAULT_REDIS_URL),
+      // Redis Cluster seed nodes (host:port,…): set, the queues use the cluster and
+      // REDIS_URL gives only the credentials and TLS.
+      REDIS_CLUSTER_NODES: hostPorts(),
       QUEUE_PREFIX: str(DEFAULT_PREFIX),
       BODY_LIMIT_BYTES: int(100 * 1024, { min: 1_024, max: 50 * 1024 * 1024 }),
       // POST /products/bulk: lines and bytes per request (each line within BODY_LIMIT_BYTES).
@@ -33,6 +37,8 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       SHUTDOWN_TIMEOUT_MS: int(10_000, { min: 0, max: 600_000 }),
       // Catalog read cache: may be its own Redis (allkeys-lru); keys under CACHE_PREFIX.
       CACHE_REDIS_URL: url(["redis:", "rediss:"], source.REDIS_URL || DEFAULT_REDIS_URL),
+      // The cache on a Redis Cluster; follows REDIS_CLUSTER_NODES unless CACHE_REDIS_URL is set.
+      CACHE_REDIS_CLUSTER_NODES: hostPorts(source.CACHE_REDIS_URL ? undefined : source.REDIS_CLUSTER_NODES),
       CACHE_PREFIX: str(DEFAULT_CACHE_PREFIX),
       // Fresh for TTL, then served stale while one refresh runs; Redis keeps an entry
       // KEEP seconds in all, the rest only to answer while PostgreSQL is down.
@@ -69,6 +75,9 @@ export function checkEnv(env: Env): string[] {
   const problems: string[] = [];
   if (env.NODE_ENV === "production" && (!env.ADMIN_USER || !env.ADMIN_PASSWORD)) {
     problems.push("ADMIN_USER and ADMIN_PASSWORD are required in production (they protect /admin/queues)");
+  }
+  if (env.REDIS_CLUSTER_NODES && !hasHashTag(env.QUEUE_PREFIX)) {
+    problems.push(`QUEUE_PREFIX must contain a {hash tag} on a Redis Cluster (REDIS_CLUSTER_NODES), got "${env.QUEUE_PREFIX}"`);
   }
   if (env.JWT_SECRET && env.JWKS_URL) problems.push("set JWT_SECRET or JWKS_URL, not both");
   if (env.JWT_SECRET && env.JWT_SECRET.length < 32 && env.NODE_ENV === "production") {

@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { CatalogInvalidator } from "@ingest/catalog";
-import type { Redis } from "ioredis";
+import type { CacheRedis, CatalogInvalidator } from "@ingest/catalog";
 import type { Logger } from "./logger.js";
 
 export type CommitInvalidation = {
@@ -34,7 +33,7 @@ export function productIdsOf(jobName: string, payload: unknown, result: unknown)
  * that restarted lost its entries anyway; the risk is a Redis the API reaches and the
  * worker does not, and the in-memory retry dies with the process.
  */
-export function createCommitInvalidation(invalidator: CatalogInvalidator, redis: Redis, log: Logger): CommitInvalidation {
+export function createCommitInvalidation(invalidator: CatalogInvalidator, redis: CacheRedis, log: Logger): CommitInvalidation {
   const pending = new Set<number>();
   let pendingAll = false;
   let skipUntil = 0;

@@ -1,6 +1,7 @@
 import {
   DEFAULT_DATABASE_URL,
   DEFAULT_REDIS_URL,
+  hostPorts,
   int,
   LOG_LEVELS,
   NODE_ENVS,
@@ -20,9 +21,14 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       LOG_LEVEL: oneOf(LOG_LEVELS, "info"),
       DATABASE_URL: url(["postgres:", "postgresql:"], DEFAULT_DATABASE_URL),
       REDIS_URL: url(["redis:", "rediss:"], DEFAULT_REDIS_URL),
+      // Redis Cluster seed nodes (host:port,…): set, the queues use the cluster and
+      // REDIS_URL gives only the credentials and TLS.
+      REDIS_CLUSTER_NODES: hostPorts(),
       QUEUE_PREFIX: str(DEFAULT_PREFIX),
       // The catalog read cache, whose entries the worker invalidates on every product write.
       CACHE_REDIS_URL: url(["redis:", "rediss:"], source.REDIS_URL || DEFAULT_REDIS_URL),
+      // The cache on a Redis Cluster; follows REDIS_CLUSTER_NODES unless CACHE_REDIS_URL is set.
+      CACHE_REDIS_CLUSTER_NODES: hostPorts(source.CACHE_REDIS_URL ? undefined : source.REDIS_CLUSTER_NODES),
       CACHE_PREFIX: str(DEFAULT_CACHE_PREFIX),
       // 0 means the per-queue default.
       WORKER_CONCURRENCY: int(0, { min: 0, max: 1_000 }),

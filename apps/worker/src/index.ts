@@ -7,6 +7,7 @@ import {
   createQueues,
   createWorkerConnection,
   EMAILS_QUEUE,
+  hasHashTag,
   MAINTENANCE_QUEUE,
   QUEUE_NAMES,
   upsertMaintenanceScheduler,
@@ -38,15 +39,19 @@ const env = (() => {
 })();
 
 const log = createLogger(env.LOG_LEVEL, env.NODE_ENV === "development" && process.stdout.isTTY);
+if (env.REDIS_CLUSTER_NODES && !hasHashTag(env.QUEUE_PREFIX)) {
+  console.error(`QUEUE_PREFIX must contain a {hash tag} on a Redis Cluster (REDIS_CLUSTER_NODES), got "${env.QUEUE_PREFIX}"`);
+  process.exit(1);
+}
 const { db, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-worker" });
-const connection = createWorkerConnection(env.REDIS_URL);
+const connection = createWorkerConnection({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_NODES });
 connection.on("error", throttled((err: Error) => log.error({ err }, "redis connection error")));
 const queues = createQueues(connection, env.QUEUE_PREFIX, throttled((err: Error, queue: QueueName) => log.error({ err, queue }, "queue error")));
 
 const metrics = createWorkerMetrics();
 
 // Its own connection: a dead cache Redis fails fast here and never blocks the queue's.
-const cacheRedis = createCacheConnection(env.CACHE_REDIS_URL, { connectionName: "ingest-worker-cache", commandTimeoutMs: 300 });
+const cacheRedis = createCacheConnection({ url: env.CACHE_REDIS_URL, clusterNodes: env.CACHE_REDIS_CLUSTER_NODES }, { connectionName: "ingest-worker-cache", commandTimeoutMs: 300 });
 cacheRedis.on("error", throttled((err: Error) => log.warn({ err: err.message }, "cache redis unavailable: invalidations wait")));
 const catalog = createCommitInvalidation(createCatalogInvalidator({ redis: cacheRedis, prefix: env.CACHE_PREFIX }), cacheRedis, log);
 

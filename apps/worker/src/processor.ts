@@ -1,12 +1,11 @@
 import type { Db } from "@ingest/db";
-import { carrierJobId, isJobName, JOBS, queueOfJobId, type JobData, type QueueName, type Queues } from "@ingest/jobs";
+import { carrierJobId, isJobName, JOBS, queueOfJobId, type JobData, type QueueName, type Queues, type RedisClient } from "@ingest/jobs";
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import { applyJob } from "./apply.js";
 import type { Applier } from "./apply-batch.js";
 import type { CommitInvalidation } from "./catalog-invalidation.js";
 import type { FollowUps } from "./email/follow-ups.js";
 import { PredecessorPendingError } from "./errors.js";
-import type { Redis } from "ioredis";
 import type { Logger } from "./logger.js";
 import type { WorkerMetrics } from "./metrics.js";
 
@@ -20,7 +19,7 @@ export type ProcessorDeps = {
   /** Applies a job, alone or in a micro-batch with others of this queue. */
   apply: Applier;
   queues: Queues;
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   log: Logger;
   metrics: WorkerMetrics;

@@ -1,4 +1,5 @@
-import type { ChainableCommander, Redis } from "ioredis";
+import { Cluster } from "ioredis";
+import type { CacheRedis } from "./connection.js";
 import { catalogKeys, newVersion, VERSION_TTL_S, type InvalidationMessage } from "./keys.js";
 
 export type CatalogInvalidator = {
@@ -20,17 +21,25 @@ const MAX_IDS_PER_MESSAGE = 1_000;
  * the message and reads again finds the new versions. Rejects when Redis did not take
  * every command, so a caller can retry.
  */
-export function createCatalogInvalidator({ redis, prefix }: { redis: Redis; prefix: string }): CatalogInvalidator {
+export function createCatalogInvalidator({ redis, prefix }: { redis: CacheRedis; prefix: string }): CatalogInvalidator {
   const keys = catalogKeys(prefix);
 
-  const run = async (fill: (p: ChainableCommander) => void) => {
+  /** Gives each version key a new version, then publishes the message. */
+  const run = async (versionKeys: string[], msg?: InvalidationMessage) => {
+    if (redis instanceof Cluster) {
+      // The version keys spread over the cluster's slots, and a cluster pipeline must
+      // stay in one: set them one by one (concurrently), publish once all have answered.
+      await Promise.all(versionKeys.map((key) => redis.set(key, newVersion(), "EX", VERSION_TTL_S)));
+      if (msg) await redis.publish(keys.channel, JSON.stringify(msg));
+      return;
+    }
     const pipeline = redis.pipeline();
-    fill(pipeline);
+    for (const key of versionKeys) pipeline.set(key, newVersion(), "EX", VERSION_TTL_S);
+    if (msg) pipeline.publish(keys.channel, JSON.stringify(msg));
     const replies = await pipeline.exec();
     const failed = replies?.find(([err]) => err)?.[0];
     if (!replies || failed) throw failed ?? new Error("cache Redis did not answer the invalidation");
   };
-  const publish = (p: ChainableCommander, msg: InvalidationMessage) => p.publish(keys.channel, JSON.stringify(msg));
 
   return {
     async products(ids) {
@@ -39,19 +48,16 @@ export function createCatalogInvalidator({ redis, prefix }: { redis: Redis; pref
       for (let i = 0; i < unique.length; i += CHUNK) {
         const chunk = unique.slice(i, i + CHUNK);
         const last = i + CHUNK >= unique.length;
-        await run((p) => {
-          for (const id of chunk) p.set(keys.productVersion(id), newVersion(), "EX", VERSION_TTL_S);
-          if (!last) return;
-          p.set(keys.listVersion, newVersion(), "EX", VERSION_TTL_S);
-          publish(p, unique.length > MAX_IDS_PER_MESSAGE ? { all: true } : { ids: unique });
-        });
+        const versionKeys = chunk.map((id) => keys.productVersion(id));
+        if (!last) {
+          await run(versionKeys);
+          continue;
+        }
+        await run([...versionKeys, keys.listVersion], unique.length > MAX_IDS_PER_MESSAGE ? { all: true } : { ids: unique });
       }
     },
     async all() {
-      await run((p) => {
-        p.set(keys.globalVersion, newVersion(), "EX", VERSION_TTL_S);
-        publish(p, { all: true });
-      });
+      await run([keys.globalVersion], { all: true });
     },
   };
 }

@@ -72,6 +72,32 @@ export const optionalUrl =
   (name, raw) =>
     raw === undefined || raw === "" ? undefined : url(protocols)(name, raw);
 
+export type HostPort = { host: string; port: number };
+
+/** A comma-separated "host:port" list (Redis Cluster seed nodes); unset gives undefined. */
+export const hostPorts =
+  (fallback?: string): Reader<HostPort[] | undefined> =>
+  (name, raw) => {
+    const value = raw === undefined || raw === "" ? fallback : raw;
+    if (value === undefined || value.trim() === "") return undefined;
+    return value.split(",").map((item) => {
+      const m = /^\s*\[?([^\s\]]+?)\]?:(\d{1,5})\s*$/.exec(item);
+      const port = Number(m?.[2]);
+      if (!m || port < 1 || port > 65_535) throw new Error(`${name} must be a comma-separated list of host:port, got "${item.trim()}"`);
+      return { host: m[1]!, port };
+    });
+  };
+
+/** What of a redis:// or rediss:// URL still applies when the hosts come from a cluster node list. */
+export function redisAuthOf(url: string): { username?: string; password?: string; tls?: object } {
+  const u = new URL(url);
+  return {
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.protocol === "rediss:" ? { tls: {} } : {}),
+  };
+}
+
 export type Spec = Record<string, Reader<unknown>>;
 export type Parsed<S extends Spec> = { [K in keyof S]: ReturnType<S[K]> };
 

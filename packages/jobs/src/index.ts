@@ -3,7 +3,16 @@ export * from "./emails.js";
 export * from "./maintenance.js";
 export * from "./payloads.js";
 export { check, normalisePrice, type Checked, type FieldError } from "./validate.js";
-export { createProducerConnection, createWorkerConnection, waitForReady, warnUnlessNoEviction } from "./connection.js";
+export { hasHashTag } from "./queues.js";
+export {
+  clusterNodesOf,
+  createProducerConnection,
+  createWorkerConnection,
+  waitForReady,
+  warnUnlessNoEviction,
+  type RedisClient,
+  type RedisTarget,
+} from "./connection.js";
 export { createBulkAdder, type AddRequest } from "./bulk-add.js";
 export { closeQueues, createQueues, DEFAULT_JOB_OPTIONS, DEFAULT_PREFIX, type Queues } from "./queues.js";
 export {

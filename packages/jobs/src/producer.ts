@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from "node:crypto";
 import { withTimeout } from "@ingest/config";
-import type { Redis } from "ioredis";
 import { BULK_QUEUE, JOB_ID_PREFIX, JOBS, type JobData, type JobName, type PayloadOf, type QueueName } from "./definitions.js";
 import { createBulkAdder, type AddRequest } from "./bulk-add.js";
+import type { RedisClient } from "./connection.js";
 import { BULK_JOB, bulkLineId, type BulkJobData } from "./bulk.js";
 import type { Queues } from "./queues.js";
 import { check } from "./validate.js";
@@ -58,7 +58,7 @@ return 0
 type ReserveReply = ["existing", string] | ["new", ...string[]];
 type IdempotencyRecord = { f: string; j: string; t: number };
 
-type ScriptedRedis = Redis & {
+type ScriptedRedis = RedisClient & {
   ingestReserve(numKeys: number, ...args: (string | number)[]): Promise<ReserveReply>;
   ingestRelease(key: string, expected: string): Promise<number>;
 };
@@ -91,7 +91,7 @@ export class IdempotencyConflictError extends Error {
 }
 
 export type ProducerDeps = {
-  redis: Redis;
+  redis: RedisClient;
   queues: Queues;
   prefix: string;
   /** Whether a job is known anywhere (Redis or the durable ledger). */

@@ -1,10 +1,19 @@
 import { Queue, type JobsOptions } from "bullmq";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./connection.js";
 import { QUEUE_NAMES, type QueueName } from "./definitions.js";
 
 // The hash tag keeps every key of the write path (queues, idempotency records,
 // sequences) in one Redis Cluster slot, so one Lua script may touch them together.
 export const DEFAULT_PREFIX = "{ingest}";
+
+/**
+ * Whether every key under the prefix hashes to one Redis Cluster slot: a non-empty
+ * {tag} (Redis hashes the first one). A cluster needs it, since BullMQ's scripts and
+ * the producer's touch several keys at once.
+ */
+export function hasHashTag(prefix: string): boolean {
+  return /^[^{]*\{[^}]+\}/.test(prefix);
+}
 
 const HOUR = 3_600;
 
@@ -20,7 +29,7 @@ export const DEFAULT_JOB_OPTIONS: JobsOptions = {
 export type Queues = Record<QueueName, Queue>;
 
 export function createQueues(
-  connection: Redis,
+  connection: RedisClient,
   prefix: string,
   onError: (err: Error, queue: QueueName) => void,
 ): Queues {

@@ -1,5 +1,5 @@
 import { throttled } from "@ingest/config";
-import { catalogKeys, createCacheConnection, createCatalogQueries, type Resource } from "@ingest/catalog";
+import { catalogKeys, createCacheConnection, createCatalogQueries, type CacheTarget, type Resource } from "@ingest/catalog";
 import type { Db } from "@ingest/db";
 import CircuitBreaker from "opossum";
 import type { Env } from "../env.js";
@@ -10,7 +10,7 @@ import { createReadThrough, type Served } from "./read-through.js";
 import { createRedisStore } from "./redis-store.js";
 
 export type CatalogCacheConfig = {
-  redisUrl: string;
+  redisUrl: CacheTarget;
   prefix: string;
   ttlS: number;
   staleS: number;
@@ -91,7 +91,7 @@ export function createCatalogReads(db: Db, config: CatalogCacheConfig, log: Logg
 
 export function catalogCacheConfig(env: Env): CatalogCacheConfig {
   return {
-    redisUrl: env.CACHE_REDIS_URL,
+    redisUrl: { url: env.CACHE_REDIS_URL, clusterNodes: env.CACHE_REDIS_CLUSTER_NODES },
     prefix: env.CACHE_PREFIX,
     ttlS: env.CACHE_TTL_S,
     staleS: env.CACHE_STALE_S,

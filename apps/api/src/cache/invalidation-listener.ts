@@ -1,5 +1,4 @@
-import type { InvalidationMessage } from "@ingest/catalog";
-import type { Redis } from "ioredis";
+import type { CacheRedis, InvalidationMessage } from "@ingest/catalog";
 
 type Handlers = {
   onMessage: (msg: InvalidationMessage) => void;
@@ -14,7 +13,7 @@ type Handlers = {
  * whose "ready" comes before its resubscription is confirmed: only once SUBSCRIBE has
  * answered is the channel live, and anything cached while it was not is dropped.
  */
-export function listenForInvalidations(sub: Redis, channel: string, h: Handlers): void {
+export function listenForInvalidations(sub: CacheRedis, channel: string, h: Handlers): void {
   let live = false;
   const setLive = (next: boolean) => {
     if (live === next && !next) return;

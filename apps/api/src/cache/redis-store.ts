@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { catalogKeys, newVersion, VERSION_TTL_S, type Resource } from "@ingest/catalog";
-import type { Redis } from "ioredis";
+import { catalogKeys, newVersion, VERSION_TTL_S, type CacheRedis, type Resource } from "@ingest/catalog";
+import { Cluster } from "ioredis";
 import CircuitBreaker from "opossum";
 import { decodeEntry, encodeEntry, type Entry } from "./entry.js";
 
@@ -35,7 +35,7 @@ const BREAKER = {
 };
 
 export function createRedisStore(
-  redis: Redis,
+  redis: CacheRedis,
   opts: { prefix: string; keepMs: number; lockMs: number; onBreaker?: (state: BreakerState) => void },
 ): RedisStore {
   const keys = catalogKeys(opts.prefix);
@@ -48,7 +48,7 @@ export function createRedisStore(
   breaker.on("close", () => opts.onBreaker?.("close"));
   const guarded = <T>(op: () => Promise<T>) => breaker.fire(op) as Promise<T>;
 
-  const replies = async (p: ReturnType<Redis["pipeline"]>) => {
+  const replies = async (p: ReturnType<CacheRedis["pipeline"]>) => {
     const out = await p.exec();
     if (!out) throw new Error("cache Redis pipeline aborted");
     return out.map(([err, value]) => {
@@ -60,19 +60,29 @@ export function createRedisStore(
   return {
     async entryKey(r) {
       const versionKey = keys.versionOf(r);
-      let [global, own] = await guarded(() => replies(redis.pipeline().get(keys.globalVersion).get(versionKey)));
+      // A cluster pipeline must stay in one slot; the two version keys rarely share one.
+      let [global, own] = await guarded(() =>
+        redis instanceof Cluster
+          ? Promise.all([redis.get(keys.globalVersion), redis.get(versionKey)])
+          : replies(redis.pipeline().get(keys.globalVersion).get(versionKey)),
+      );
       if (global == null || own == null) {
         // First read since the version was written, expired or evicted: start a new one.
         // SET NX GET answers the value a concurrent reader or invalidator set first.
         const g = newVersion();
         const o = newVersion();
         const [prevG, prevO] = await guarded(() =>
-          replies(
-            redis
-              .pipeline()
-              .set(keys.globalVersion, g, "EX", VERSION_TTL_S, "NX", "GET")
-              .set(versionKey, o, "EX", VERSION_TTL_S, "NX", "GET"),
-          ),
+          redis instanceof Cluster
+            ? Promise.all([
+                redis.set(keys.globalVersion, g, "EX", VERSION_TTL_S, "NX", "GET"),
+                redis.set(versionKey, o, "EX", VERSION_TTL_S, "NX", "GET"),
+              ])
+            : replies(
+                redis
+                  .pipeline()
+                  .set(keys.globalVersion, g, "EX", VERSION_TTL_S, "NX", "GET")
+                  .set(versionKey, o, "EX", VERSION_TTL_S, "NX", "GET"),
+              ),
         );
         global = prevG ?? g;
         own = prevO ?? o;

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "@ingest/jobs";
 import type { RequestHandler } from "express";
 import { RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import { AppError } from "../errors.js";
@@ -11,7 +11,7 @@ const WINDOW_S = 60;
  * draft. When Redis cannot count, writes are let through: storing them fails on its
  * own and answers 503, and a limiter outage must not turn into a refusal of service.
  */
-export function createRateLimit(redis: Redis, opts: { perMinute: number; prefix: string; onLimited: () => void }): RequestHandler {
+export function createRateLimit(redis: RedisClient, opts: { perMinute: number; prefix: string; onLimited: () => void }): RequestHandler {
   if (opts.perMinute <= 0) return (_req, _res, next) => next();
   const limiter = new RateLimiterRedis({
     storeClient: redis,

@@ -10,7 +10,7 @@ import { formatSummary } from "../import/summary.js";
 // nothing could be imported, 2 on bad usage.
 const USAGE = `usage: import DIR [--progress bar|lines|none]
   DIR holds any of product.csv, features.csv, styles.csv, photos.csv, skus.csv, related.csv
-  env: DATABASE_URL, CACHE_REDIS_URL (default REDIS_URL), CACHE_PREFIX, IMPORT_EXAMPLES, IMPORT_FK_TRIGGERS`;
+  env: DATABASE_URL, CACHE_REDIS_URL (default REDIS_URL), CACHE_REDIS_CLUSTER_NODES (default REDIS_CLUSTER_NODES), CACHE_PREFIX, IMPORT_EXAMPLES, IMPORT_FK_TRIGGERS`;
 
 function fail(message: string, code = 2): never {
   console.error(code === 2 ? `${message}\n${USAGE}` : message);
@@ -62,7 +62,7 @@ try {
     examples: env.IMPORT_EXAMPLES,
     ...(env.IMPORT_FK_TRIGGERS === "always" ? { trustParents: false } : {}),
     ...(progress ? { progress } : {}),
-    cache: { url: env.CACHE_REDIS_URL, prefix: env.CACHE_PREFIX },
+    cache: { url: { url: env.CACHE_REDIS_URL, clusterNodes: env.CACHE_REDIS_CLUSTER_NODES }, prefix: env.CACHE_PREFIX },
   });
   console.log(formatSummary(summary));
   if (summary.cache.status === "failed") console.error(`warning: cache not invalidated: ${summary.cache.detail}`);

@@ -1,3 +1,4 @@
+import type { CacheTarget } from "@ingest/catalog";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
@@ -30,7 +31,7 @@ export type ImportOptions = {
   examples?: number;
   progress?: ImportProgress;
   /** Cache Redis to invalidate at the end; false skips it (tests, no cache). */
-  cache: { url: string; prefix: string } | false;
+  cache: { url: CacheTarget; prefix: string } | false;
   /** Skip the row-by-row foreign-key triggers (see merge-file.ts); default: when the role is superuser. */
   trustParents?: boolean;
 };

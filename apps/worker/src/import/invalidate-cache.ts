@@ -1,5 +1,4 @@
-import { createCacheConnection, createCatalogInvalidator } from "@ingest/catalog";
-import type { Redis } from "ioredis";
+import { createCacheConnection, createCatalogInvalidator, type CacheRedis, type CacheTarget } from "@ingest/catalog";
 
 export type CacheOutcome = { status: "invalidated" | "failed" | "off"; detail?: string };
 
@@ -7,7 +6,7 @@ const READY_TIMEOUT_MS = 3_000;
 const COMMAND_TIMEOUT_MS = 5_000;
 
 /** Ready, or the first connection error (a refused connection needs no retry here), or a timeout. */
-function ready(redis: Redis): Promise<void> {
+function ready(redis: CacheRedis): Promise<void> {
   if (redis.status === "ready") return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => done(new Error(`cache Redis not ready after ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
@@ -29,7 +28,7 @@ function ready(redis: Redis): Promise<void> {
  * Makes every cached catalog read a miss after an import. A cache Redis that is down
  * does not fail the import: the outcome says so and the caller warns.
  */
-export async function invalidateCatalogCache(url: string, prefix: string): Promise<CacheOutcome> {
+export async function invalidateCatalogCache(url: CacheTarget, prefix: string): Promise<CacheOutcome> {
   const redis = createCacheConnection(url, { connectionName: "ingest-import", commandTimeoutMs: COMMAND_TIMEOUT_MS });
   redis.on("error", () => {});
   try {
