@@ -16,6 +16,7 @@ import { runE2e } from "./scenarios/e2e.mjs";
 import { runIngest } from "./scenarios/ingest.mjs";
 import { runLanes } from "./scenarios/lanes.mjs";
 import { runReads } from "./scenarios/reads.mjs";
+import { runScaling } from "./scenarios/scaling.mjs";
 
 let opts;
 try {
@@ -89,6 +90,7 @@ async function main() {
   if (want("reads")) results.reads = await runReads(ctx, log);
   if (want("lanes")) results.lanes = await runLanes(ctx, log);
   if (want("catalog")) results.catalog = await runCatalog(ctx, log);
+  if (want("scaling")) results.scaling = await runScaling(ctx, log);
   return { machine, results };
 }
 

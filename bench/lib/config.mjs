@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 
 export const USAGE = `usage: npm run bench -- [--quick] [options]
   --quick                fewer, shorter runs (under a minute)
-  --only LIST            scenarios to run, of ingest,drain,e2e,reads (default all), catalog and lanes
+  --only LIST            scenarios to run, of ingest,drain,e2e,reads (default all), catalog, lanes and scaling
   --seconds S            length of one load run (default 3, quick 1.5)
   --repeats N            rounds per measurement; medians are reported (default 3, quick 1)
   --jobs N               jobs per drain (default 6000, quick 800)
@@ -22,14 +22,20 @@ catalog (only when named: --only catalog): GET /products/:id MISS at 1, 4 and 16
 a large catalog, kept between runs in its own database ingest_bench_catalog_<N>; the first run
 builds it (about 4 minutes for 1,000,000 products on 2 cores), later runs reuse it
   --catalog-products N   products in the kept catalog (default 1000000, also with --quick)
-  --drop-catalog         drop the kept catalog database of --catalog-products N, then stop`;
+  --drop-catalog         drop the kept catalog database of --catalog-products N, then stop
+scaling (only when named: --only scaling): drain throughput of the product's worker and of
+BullMQ's no-op worker per process count, against the configured Redis and against a private
+3-master Redis Cluster (redis-server and redis-cli on PATH) started and stopped by the run
+  --scaling-workers LIST worker process counts (default 1,2,4,8; 1 to 8)
+  --scaling-jobs N       jobs per drain (default 6000, quick 1500)`;
 
 // The default run, and the only kind that may replace bench/results/latest.*.
 export const SCENARIOS = ["ingest", "drain", "e2e", "reads"];
 // Named with --only, never run by default: catalog's first build takes longer than a whole
 // default run; lanes takes about 70 s (bounded near 2 min by its drain cap and settle
 // waits), which would take the default run's bound past 5 minutes.
-const OPTIONAL_SCENARIOS = ["catalog", "lanes"];
+// scaling drains 16 pairs (2 targets × 4 counts × 2 kinds), about 3 minutes on its own.
+const OPTIONAL_SCENARIOS = ["catalog", "lanes", "scaling"];
 
 export function parseOptions(argv) {
   const { values } = parseArgs({
@@ -50,6 +56,8 @@ export function parseOptions(argv) {
       "lanes-lines": { type: "string" },
       "catalog-products": { type: "string" },
       "drop-catalog": { type: "boolean", default: false },
+      "scaling-workers": { type: "string" },
+      "scaling-jobs": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -68,6 +76,8 @@ export function parseOptions(argv) {
   if (unknown.length) throw new Error(`--only: unknown scenario ${unknown.join(", ")} (known: ${known.join(", ")})`);
   const workers = (values.workers ?? "1,2,4").split(",").map(Number);
   if (workers.some((w) => !Number.isInteger(w) || w < 1 || w > 8)) throw new Error("--workers takes counts from 1 to 8");
+  const scalingWorkers = (values["scaling-workers"] ?? "1,2,4,8").split(",").map(Number);
+  if (scalingWorkers.some((w) => !Number.isInteger(w) || w < 1 || w > 8)) throw new Error("--scaling-workers takes counts from 1 to 8");
   return {
     quick: q,
     only,
@@ -86,6 +96,8 @@ export function parseOptions(argv) {
     // Not smaller with --quick: a quick run should reuse the kept catalog, not build another.
     catalogProducts: Math.round(num("catalog-products", 1_000_000, { min: 100, max: 10_000_000 })),
     dropCatalog: values["drop-catalog"],
+    scalingWorkers,
+    scalingJobs: Math.round(num("scaling-jobs", q ? 1_500 : 6_000, { min: 100, max: 200_000 })),
   };
 }
 

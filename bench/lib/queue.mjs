@@ -3,7 +3,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Queue } from "bullmq";
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import { onTeardown, state } from "./processes.mjs";
 
 // The producer's defaults (packages/jobs/src/queues.ts), so finished jobs are trimmed alike.
@@ -15,10 +15,13 @@ const JOB_OPTIONS = {
 };
 const PENDING = ["waiting", "active", "delayed", "prioritized", "paused", "waiting-children"];
 
-export function openQueue(redisUrl, prefix) {
+/** The registrations queue on one Redis (the URL) or, with clusterNodes ([{host, port}]), a Redis Cluster. */
+export function openQueue(redisUrl, prefix, { clusterNodes } = {}) {
   if (state.aborted) throw new Error("aborted");
   // Fails rather than waits when Redis goes away, and is cut at teardown.
-  const connection = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+  const connection = clusterNodes
+    ? new Cluster(clusterNodes, { redisOptions: { maxRetriesPerRequest: 1 } })
+    : new Redis(redisUrl, { maxRetriesPerRequest: 1 });
   const unregister = onTeardown(() => connection.disconnect());
   const queue = new Queue("registrations", { connection, prefix, streams: { events: { maxLen: 10_000 } } });
   queue.on("error", (err) => console.error(`bench queue error: ${err.message}`));

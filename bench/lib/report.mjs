@@ -8,7 +8,7 @@ export function buildRows(results) {
   const rows = [];
   const ratio = (a, b) => (a && b ? a / b : undefined);
   const check = (r, target) => (r === undefined ? { target, met: undefined } : { target, met: r >= target });
-  const { ingest, drain, e2e, reads, catalog, lanes } = results;
+  const { ingest, drain, e2e, reads, catalog, lanes, scaling } = results;
 
   if (ingest) {
     const { api, floorPost, sync } = ingest;
@@ -115,6 +115,30 @@ export function buildRows(results) {
     const size = `${db.bytes < 2 ** 30 ? `${fmt(db.bytes / 2 ** 20)} MB` : `${fmt(db.bytes / 2 ** 30, 1)} GB`}, shared_buffers ${db.sharedBuffers}`;
     rows.push({ group, label: db.reused ? `database reused (built in ${fmt(db.buildSeconds)} s on ${db.builtAt.slice(0, 10)})` : `database built in ${fmt(db.buildSeconds)} s`,
       value: undefined, unit: "", ratios: [], note: db.import ? `${size}; import ${fmt(db.import.rate)} rows/s` : size });
+  }
+  if (scaling) {
+    // A curve, not a target: every row is informational (no verdict), each worker count
+    // as a ratio to ×1 on the same Redis and to the no-op worker at the same count.
+    const group = "scaling";
+    const where = { single: "single Redis", cluster: "3-master cluster" };
+    const at = (target, kind, w) => scaling.runs[`${target}:${kind}:${w}`];
+    const counts = [...new Set(Object.values(scaling.runs).map((d) => d.workers))].sort((a, b) => a - b);
+    for (const target of ["single", "cluster"]) {
+      for (const kind of ["worker", "noop"]) {
+        for (const w of counts) {
+          const d = at(target, kind, w);
+          if (!d) continue;
+          const one = at(target, kind, counts[0]);
+          const ratios = [];
+          if (kind === "worker") ratios.push({ to: `no-op ×${w}`, ratio: ratio(d.rate, at(target, "noop", w)?.rate) });
+          if (w !== counts[0]) ratios.push({ to: `×${counts[0]}`, ratio: ratio(d.rate, one?.rate) });
+          const capped = d.runs.some((x) => x.capped);
+          rows.push({ group, label: `${kind === "worker" ? "worker" : "baseline: BullMQ no-op"} ×${w}, ${where[target]}`, value: d.rate, unit: "jobs/s", product: kind === "worker",
+            note: ["informational", capped && "capped", d.failed && `${d.failed} failed`, d.rows !== undefined && d.rows !== d.completed && `${d.rows} rows for ${d.completed} jobs`].filter(Boolean).join(", "),
+            ratios });
+        }
+      }
+    }
   }
   return rows;
 }

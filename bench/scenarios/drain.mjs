@@ -14,19 +14,19 @@ export const KINDS = {
   insert: { script: "bench/targets/baseline-worker.mjs", mode: "insert", table: "bench_job_registrations" },
 };
 
-async function startWorkers(ctx, kind, count, prefix, queue) {
+export async function startWorkers(ctx, kind, count, prefix, queue, extraEnv = {}) {
   const { script, mode } = KINDS[kind];
   // The product's worker applies the registrations and adds each one's welcome-email
   // job; sending the emails is a lane of its own (EMAIL_CONCURRENCY, scaled apart), kept
   // out of this figure as the baselines send nothing either.
-  const env = workerEnv(ctx, prefix, mode ? { BENCH_MODE: mode } : { EMAIL_CONCURRENCY: "0" });
+  const env = workerEnv(ctx, prefix, { ...(mode ? { BENCH_MODE: mode } : { EMAIL_CONCURRENCY: "0" }), ...extraEnv });
   const procs = Array.from({ length: count }, (_, i) => startNode(`${kind} worker ${i + 1}`, script, env));
   await waitFor(async () => (await queue.getWorkersCount()) >= count, { label: `${count} ${kind} worker(s)`, child: procs[0] });
   return procs;
 }
 
 /** Prefills while paused, then resumes and polls until empty (or the time cap). */
-async function drainOnce(queue, n, tag, capMs) {
+export async function drainOnce(queue, n, tag, capMs) {
   await queue.pause();
   await prefill(queue, n, tag);
   await queue.resume();
@@ -47,6 +47,23 @@ async function drainOnce(queue, n, tag, capMs) {
   return { ms, done: n - pending, rate: ((n - pending) * 1000) / ms, capped: pending > 0 };
 }
 
+/** A warm-up drain, then up to `repeats` drains of `jobs` (more only while under budgetMs); the median rate. */
+export async function measureDrains(ctx, queue, { kind, jobs, tag, repeats, capMs, budgetMs, warmJobs }) {
+  const table = KINDS[kind].table;
+  const before = table ? await countRows(ctx.databaseUrl, table) : 0;
+  const warm = await drainOnce(queue, warmJobs, `${tag}-warm`, 2_000); // JIT, pools, connections
+  const runs = [];
+  const begun = performance.now();
+  for (let r = 0; r < repeats && (r === 0 || performance.now() - begun < budgetMs); r++) {
+    runs.push(await drainOnce(queue, jobs, `${tag}-${r}`, capMs));
+  }
+  const rows = table ? (await countRows(ctx.databaseUrl, table)) - before : undefined;
+  const failed = (await queue.getJobCounts("failed")).failed ?? 0;
+  const rate = median(runs.map((x) => x.rate));
+  const completed = warm.done + runs.reduce((sum, x) => sum + x.done, 0);
+  return { rate, runs, completed, rows, failed };
+}
+
 export async function runDrain(ctx, log) {
   const { jobs, repeats, workers, quick } = ctx.opts;
   // Bounds: one drain stops at capMs (what finished by then is measured); further repeats
@@ -60,18 +77,7 @@ export async function runDrain(ctx, log) {
       const { queue, close } = openQueue(ctx.redisUrl, prefix);
       const procs = await startWorkers(ctx, kind, count, prefix, queue);
       try {
-        const table = KINDS[kind].table;
-        const before = table ? await countRows(ctx.databaseUrl, table) : 0;
-        const warm = await drainOnce(queue, Math.min(quick ? 100 : 500, jobs), `${ctx.run}-${kind}-${count}-warm`, 2_000); // JIT, pools, connections
-        const runs = [];
-        const begun = performance.now();
-        for (let r = 0; r < repeats && (r === 0 || performance.now() - begun < budgetMs); r++) {
-          runs.push(await drainOnce(queue, jobs, `${ctx.run}-${kind}-${count}-${r}`, capMs));
-        }
-        const rows = table ? (await countRows(ctx.databaseUrl, table)) - before : undefined;
-        const failed = (await queue.getJobCounts("failed")).failed ?? 0;
-        const rate = median(runs.map((x) => x.rate));
-        const completed = warm.done + runs.reduce((sum, x) => sum + x.done, 0);
+        const { rate, runs, completed, rows, failed } = await measureDrains(ctx, queue, { kind, jobs, tag: `${ctx.run}-${kind}-${count}`, repeats, capMs, budgetMs, warmJobs: Math.min(quick ? 100 : 500, jobs) });
         results[`${kind}:${count}`] = { kind, workers: count, jobs, rate, runs, completed, rows, failed };
         log(`drain ${kind} ×${count}: ${Math.round(rate)} jobs/s${runs.some((x) => x.capped) ? " (capped)" : ""}${rows === undefined ? "" : `, ${rows} rows`}${failed ? `, ${failed} FAILED` : ""}`);
       } finally {
