@@ -37,6 +37,13 @@ export default async function setup(project: TestProject) {
     execFileSync(process.execPath, [join(ROOT, "scripts", "build-app.mjs")], { cwd: join(ROOT, "apps", app), stdio: "pipe" });
   }
   await migrateDatabase(databaseUrl.toString(), join(ROOT, "migrations"));
+  // Test files share this database and PUT products at fixed ids below 1,000,000; created
+  // products draw their ids from the sequence, which starts far above them, so no file's
+  // create lands on an id another file writes to.
+  const client = new pg.Client({ connectionString: databaseUrl.toString() });
+  await client.connect();
+  await client.query("select setval(pg_get_serial_sequence('products', 'id'), 1000000000)");
+  await client.end();
 
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
   await redis.connect();

@@ -2,15 +2,22 @@ import { sql } from "drizzle-orm";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
-import { afterAll, describe, expect, inject, it } from "vitest";
-import { testDb } from "../../../test/support/harness.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { createDb } from "@ingest/db";
+import { createScratchDatabase } from "./support/scratch.js";
 import { envelope } from "./support/envelope.js";
 import { applyJob, type JobEnvelope } from "../src/apply.js";
 import { applyBatch, createApplier } from "../src/apply-batch.js";
 import { PredecessorPendingError } from "../src/errors.js";
 
-const { db, close } = testDb();
-afterAll(() => close());
+// A database of this file's own: its fixed product ids must not meet the ids other
+// files' creates draw from the shared sequence.
+const scratch = await createScratchDatabase("apply_batch");
+const { db, close } = createDb(scratch.url, { max: 4, applicationName: "ingest-test" });
+afterAll(async () => {
+  await close();
+  await scratch.drop();
+});
 
 const reg = (email: string) => envelope("registration.create", { registration: { email, name: "N" } });
 const put = (productId: number, name: string, seq: number, prevSeq: number | null, prevJobId?: string) =>
@@ -92,7 +99,7 @@ describe("micro-batches", () => {
     const stuck = reg(`stuck-${tag}@example.com`);
     const neighbours = [reg(`n1-${tag}@example.com`), reg(`n2-${tag}@example.com`)];
     // Another delivery of the stuck job holds its ledger row, uncommitted.
-    const blocker = new pg.Client({ connectionString: inject("databaseUrl") });
+    const blocker = new pg.Client({ connectionString: scratch.url });
     await blocker.connect();
     try {
       await blocker.query("begin");

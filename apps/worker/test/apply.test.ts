@@ -1,13 +1,20 @@
 import { productVersions, registrations } from "@ingest/db";
 import { eq, sql } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
-import { testDb } from "../../../test/support/harness.js";
+import { createDb } from "@ingest/db";
+import { createScratchDatabase } from "./support/scratch.js";
 import { envelope } from "./support/envelope.js";
 import { applyJob } from "../src/apply.js";
 import { PredecessorPendingError } from "../src/errors.js";
 
-const { db, close } = testDb();
-afterAll(() => close());
+// A database of this file's own: its fixed product ids must not meet the ids other
+// files' creates draw from the shared sequence.
+const scratch = await createScratchDatabase("apply");
+const { db, close } = createDb(scratch.url, { max: 4, applicationName: "ingest-test" });
+afterAll(async () => {
+  await close();
+  await scratch.drop();
+});
 
 
 const count = async (query: ReturnType<typeof sql>) => Number((await db.execute<{ n: string }>(query)).rows[0]!.n);
