@@ -26,18 +26,23 @@ function expectProblem(r: Awaited<ReturnType<typeof get>>, status: number) {
   expect(r.body).toMatchObject({ type: expect.any(String), title: expect.any(String), status, detail: expect.any(String) });
 }
 
-describe("GET /products/:id", () => {
-  it("answers the product with its features, prices as strings and a null feature value", async () => {
-    const r = await get("/products/1");
-    expect(r.status).toBe(200);
-    expect(r.headers.get("content-type")).toMatch(/^application\/json/);
-    expect(r.body).toEqual({
+/** Product 1 of the fixtures, as the list and the product routes show it. */
+const CAMO_ONESIE = {
       id: 1,
       name: "Camo Onesie",
       slogan: "Blend in to your crowd",
       description: "The So Fatigues will wake you up and fit you in.",
       category: "Jackets",
       default_price: "140.00",
+};
+
+describe("GET /products/:id", () => {
+  it("answers the product with its features, prices as strings and a null feature value", async () => {
+    const r = await get("/products/1");
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toMatch(/^application\/json/);
+    expect(r.body).toEqual({
+      ...CAMO_ONESIE,
       features: [
         { feature: "Fabric", value: "Canvas" },
         { feature: "Buttons", value: "Brass" },
@@ -125,14 +130,7 @@ describe("GET /products", () => {
     const r = await get("/products");
     expect(r.status).toBe(200);
     expect(r.body.map((p: { id: number }) => p.id)).toEqual([1, 2, 3, 4, 5]);
-    expect(r.body[0]).toEqual({
-      id: 1,
-      name: "Camo Onesie",
-      slogan: "Blend in to your crowd",
-      description: "The So Fatigues will wake you up and fit you in.",
-      category: "Jackets",
-      default_price: "140.00",
-    });
+    expect(r.body[0]).toEqual(CAMO_ONESIE);
   });
 
   it("pages by page and count; past the end is an empty list", async () => {

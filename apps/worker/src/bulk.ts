@@ -8,7 +8,7 @@ import { applyBatch } from "./apply-batch.js";
 import type { CommitInvalidation } from "./catalog-invalidation.js";
 import { PredecessorPendingError } from "./errors.js";
 import type { Logger } from "./logger.js";
-import type { WorkerMetrics } from "./metrics.js";
+import { observeBatch, type WorkerMetrics } from "./metrics.js";
 import { predecessorAlive, wakeSuccessor, type OrderDeps } from "./processor.js";
 
 export type BulkDeps = OrderDeps & {
@@ -66,8 +66,7 @@ export function createBulkProcessor(deps: BulkDeps) {
       let todo = chunk.map((line) => ({ line: line.line, env: envelope(line) }));
       for (let pause = 20; todo.length; pause = Math.min(pause * 2, 1_000)) {
         const report = await applyBatch(deps.db, todo.map((t) => t.env));
-        deps.metrics.batchSize.observe(todo.length);
-        if (report.fellBack) deps.metrics.batchFallbacks.inc();
+        observeBatch(deps.metrics, todo.length, report.fellBack);
         const settled = await Promise.all(report.settled);
         const waiting: typeof todo = [];
         for (const [k, s] of settled.entries()) {

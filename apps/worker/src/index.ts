@@ -25,7 +25,7 @@ import { createEmailProcessor } from "./email/welcome.js";
 import { DEFAULT_CONCURRENCY, loadEnv } from "./env.js";
 import { createLogger } from "./logger.js";
 import { createMaintenanceProcessor } from "./maintenance.js";
-import { createWorkerMetrics, serveWorkerMetrics } from "./metrics.js";
+import { createWorkerMetrics, observeBatch, serveWorkerMetrics } from "./metrics.js";
 import { createProcessor } from "./processor.js";
 import { createApplier } from "./apply-batch.js";
 
@@ -61,10 +61,7 @@ const workers: Worker[] = WRITE_QUEUES.map((name) => {
   const apply = createApplier(db, {
     batchSize: env.WORKER_BATCH_SIZE,
     waitMs: env.WORKER_BATCH_WAIT_MS,
-    onBatch: (size, fellBack) => {
-      metrics.batchSize.observe(size);
-      if (fellBack) metrics.batchFallbacks.inc();
-    },
+    onBatch: (size, fellBack) => observeBatch(metrics, size, fellBack),
   });
   const processor = createProcessor(name, {
     db,

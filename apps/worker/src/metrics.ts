@@ -58,6 +58,12 @@ export function createWorkerMetrics() {
   return { registry, duration, failures, orderWaits, batchSize, batchFallbacks, bulkLines, emailsSent, emailFailures };
 }
 
+/** One micro-batch applied: its size, and whether it fell back to one by one. */
+export function observeBatch(metrics: WorkerMetrics, size: number, fellBack: boolean): void {
+  metrics.batchSize.observe(size);
+  if (fellBack) metrics.batchFallbacks.inc();
+}
+
 /** /metrics and /healthz on their own port; nothing else is served. */
 export function serveWorkerMetrics(metrics: WorkerMetrics, port: number, isHealthy: () => boolean): Promise<Server> {
   const server = createServer((req, res) => {

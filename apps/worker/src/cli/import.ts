@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { parseCli, usageFailure } from "./args.js";
 import { importCatalog } from "../import/import-catalog.js";
 import { loadImportEnv } from "../import/env.js";
 import { barProgress, lineProgress } from "../import/progress.js";
@@ -13,27 +13,18 @@ const USAGE = `usage: import DIR [--progress bar|lines|none]
   env: DATABASE_URL, CACHE_REDIS_URL (default REDIS_URL), CACHE_REDIS_CLUSTER_NODES (default REDIS_CLUSTER_NODES), CACHE_PREFIX, IMPORT_EXAMPLES, IMPORT_FK_TRIGGERS`;
 
 function fail(message: string, code = 2): never {
-  console.error(code === 2 ? `${message}\n${USAGE}` : message);
+  if (code === 2) usageFailure(USAGE, message);
+  console.error(message);
   process.exit(code);
 }
 
-const args = (() => {
-  try {
-    return parseArgs({
-      allowPositionals: true,
-      options: {
-        progress: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (err) {
-    return fail((err as Error).message);
-  }
-})();
-if (args.values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const args = parseCli(USAGE, {
+  allowPositionals: true,
+  options: {
+    progress: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  },
+});
 const [dir, ...extra] = args.positionals;
 if (!dir || extra.length) fail("give exactly one folder");
 const mode = args.values.progress ?? (process.stderr.isTTY ? "bar" : "lines");

@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { parseCli, usageFailure } from "./args.js";
 import { generateCatalog } from "../seed/generate-catalog.js";
 import { formatBytes, formatCount } from "../import/format.js";
 
@@ -11,31 +11,18 @@ const USAGE = `usage: seed [--products N] [--out DIR] [--crlf] [--faults RATE] [
   --faults RATE  share of rows written deliberately bad, e.g. 0.001 (default 0)
   --seed S       PRNG seed (default fixed): same options, byte-identical files`;
 
-function fail(message: string): never {
-  console.error(`${message}\n${USAGE}`);
-  process.exit(2);
-}
+const fail = (message: string): never => usageFailure(USAGE, message);
 
-const args = (() => {
-  try {
-    return parseArgs({
-      options: {
-        products: { type: "string", default: "1000" },
-        out: { type: "string", default: "data/seed" },
-        crlf: { type: "boolean", default: false },
-        faults: { type: "string", default: "0" },
-        seed: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (err) {
-    return fail((err as Error).message);
-  }
-})();
-if (args.values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const args = parseCli(USAGE, {
+  options: {
+    products: { type: "string", default: "1000" },
+    out: { type: "string", default: "data/seed" },
+    crlf: { type: "boolean", default: false },
+    faults: { type: "string", default: "0" },
+    seed: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  },
+});
 const products = Number(args.values.products);
 if (!Number.isInteger(products) || products < 1 || products > 50_000_000) fail("--products must be a whole number from 1 to 50000000");
 const faults = Number(args.values.faults);

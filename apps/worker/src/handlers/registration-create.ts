@@ -1,30 +1,16 @@
 import { sql } from "drizzle-orm";
-import type { ResultOf } from "@ingest/jobs";
+import type { PayloadOf, ResultOf } from "@ingest/jobs";
 import type { Handler, Tx } from "./types.js";
 
-export const createRegistration: Handler<"registration.create"> = async (tx, { registration }, ctx) => {
-  const { email, name, plan = "free", marketingOptIn = false } = registration;
-  // The unique index on lower(email) decides; a concurrent twin waits on it and then sees ours.
-  const inserted = await tx.execute<{ id: number }>(sql`
-    insert into registrations (email, name, plan, marketing_opt_in, job_id)
-    values (${email}, ${name}, ${plan}, ${marketingOptIn}, ${ctx.jobId})
-    on conflict ((lower(email))) do nothing
-    returning id`);
-  const created = inserted.rows[0];
-  if (created) return { registrationId: created.id, outcome: "created" };
-  const existing = await tx.execute<{ id: number }>(
-    sql`select id from registrations where lower(email) = lower(${email})`,
-  );
-  const row = existing.rows[0];
-  if (!row) throw new Error("registration conflict without an existing row");
-  return { registrationId: row.id, outcome: "duplicate" };
-};
+// The unique index on lower(email) decides; a concurrent twin waits on it and then sees ours.
+export const createRegistration: Handler<"registration.create"> = async (tx, payload, ctx) =>
+  (await createRegistrations(tx, [{ payload, jobId: ctx.jobId }]))[0]!;
 
-type RegistrationPayload = Parameters<typeof createRegistration>[1];
+type RegistrationPayload = PayloadOf<"registration.create">;
 
 /**
- * The batch form of createRegistration: one multi-row insert for all of them, then one
- * lookup for those whose email was taken (earlier, or by another of the same batch).
+ * Registrations, one or many: one multi-row insert for all of them, then one lookup
+ * for those whose email was taken (earlier, or by another of the same batch).
  * Rows go in email order, so two batches racing on the same emails wait on each
  * other in one order instead of deadlocking. Results come back in the input's order.
  */
