@@ -6,10 +6,8 @@ import type { JobStatusReader } from "./job-status.js";
 import type { Logger } from "./logger.js";
 import type { Metrics } from "./metrics.js";
 import type { Auth } from "./middleware/auth.js";
-import { securityHeaders } from "./middleware/security-headers.js";
 import type { QueueGuard } from "./middleware/queue-guard.js";
-import { requestId } from "./middleware/request-id.js";
-import { requestLog } from "./middleware/request-log.js";
+import { edge } from "./middleware/edge.js";
 import type { Shedder } from "./middleware/shed.js";
 import { docsRoutes } from "./routes/docs.js";
 import { healthRoutes, type HealthDeps } from "./routes/health.js";
@@ -29,7 +27,8 @@ export type AppDeps = {
   queues: Queues;
   metrics: Metrics;
   auth: Auth;
-  rateLimit: RequestHandler;
+  /** Undefined when rate limiting is off. */
+  rateLimit: RequestHandler | undefined;
   shedder: Shedder;
   queueGuard: QueueGuard;
   board: BoardConfig | undefined;
@@ -45,25 +44,20 @@ export function createApp(deps: AppDeps): Express {
   app.set("query parser", "simple");
   app.set("trust proxy", deps.trustProxy);
 
-  app.use(requestId);
-  app.use((_req, res, next) => {
-    // While draining, answer what arrives on open connections but close them after.
-    if (deps.health.isDraining()) res.set("Connection", "close");
-    next();
-  });
-  app.use(requestLog(deps.log));
-  app.use(deps.metrics.middleware);
-  // Overload is refused first, before any body is read.
-  app.use(deps.shedder.middleware);
-  app.use(securityHeaders());
+  // Request id, security headers, access log and metrics, load shedding: one layer.
+  app.use(edge({ log: deps.log, onDone: deps.metrics.observeRequest, isDraining: deps.health.isDraining, shed: deps.shedder }));
   // The hot path first: a write passes no other router on its way.
   app.use(
     writeRoutes(deps.producer, {
       bodyLimitBytes: deps.bodyLimitBytes,
       bulk: deps.bulk,
       log: deps.log,
-      // Refusals that need no body: who, how often, and whether there is room.
-      guards: (scope) => [deps.auth.require(scope), deps.rateLimit, deps.queueGuard.middleware],
+      // Refusals that need no body: who, how often, and whether there is room. A guard
+      // that is off adds no layer.
+      guards: (scope) =>
+        [deps.auth.enabled ? deps.auth.require(scope) : undefined, deps.rateLimit, deps.queueGuard.middleware].filter(
+          (g): g is RequestHandler => g !== undefined,
+        ),
       onAccepted: (job, lines) => {
         deps.metrics.writes.inc({ job });
         if (lines) {

@@ -1,6 +1,6 @@
 import { withTimeout } from "@ingest/config";
 import type { Queues } from "@ingest/jobs";
-import type { RequestHandler } from "express";
+import type { Request, RequestHandler, Response } from "express";
 import client from "prom-client";
 
 const JOB_STATES = ["waiting", "delayed", "prioritized", "active", "completed", "failed"] as const;
@@ -96,22 +96,18 @@ export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => num
     },
   });
 
-  /** Times every request under its route template; counts how the cache served reads. */
-  const middleware: RequestHandler = (req, res, next) => {
-    const end = httpDuration.startTimer();
-    res.once("finish", () => {
-      // Only route templates become labels; anything unmatched shares one, to bound cardinality.
-      const route = req.route ? `${req.baseUrl}${String(req.route.path)}` : "unmatched";
-      end({ method: req.method, route, status: res.statusCode });
-      const served = res.getHeader("x-cache");
-      if (typeof served === "string") cache.inc({ result: served });
-    });
-    next();
+  /** Times a finished request under its route template; counts how the cache served reads. */
+  const observeRequest = (req: Request, res: Response, seconds: number) => {
+    // Only route templates become labels; anything unmatched shares one, to bound cardinality.
+    const route = req.route ? `${req.baseUrl}${String(req.route.path)}` : "unmatched";
+    httpDuration.observe({ method: req.method, route, status: res.statusCode }, seconds);
+    const served = res.getHeader("x-cache");
+    if (typeof served === "string") cache.inc({ result: served });
   };
 
   const handler: RequestHandler = async (_req, res) => {
     res.set("Content-Type", registry.contentType).send(await registry.metrics());
   };
 
-  return { registry, middleware, handler, shed, rateLimited, writes, bulkLines };
+  return { registry, observeRequest, handler, shed, rateLimited, writes, bulkLines };
 }

@@ -4,7 +4,8 @@ import { AppError } from "../errors.js";
 
 const REFRESH_MS = 1_000;
 
-export type QueueGuard = { middleware: RequestHandler; stop: () => void };
+/** middleware is undefined when the guard is off (QUEUE_HIGH_WATER 0). */
+export type QueueGuard = { middleware: RequestHandler | undefined; stop: () => void };
 
 /**
  * Bounded queues protect Redis memory: above QUEUE_HIGH_WATER waiting jobs, writes
@@ -26,12 +27,12 @@ export function createQueueGuard(queues: Queues, opts: { highWater: number; onSh
   if (timer) void refresh();
 
   const middleware: RequestHandler = (_req, _res, next) => {
-    if (opts.highWater > 0 && waiting > opts.highWater) {
+    if (waiting > opts.highWater) {
       opts.onShed();
       next(new AppError("queue_full", "Too much work is waiting; retry later.", { retryAfterS: 5 }));
       return;
     }
     next();
   };
-  return { middleware, stop: () => clearInterval(timer) };
+  return { middleware: opts.highWater > 0 ? middleware : undefined, stop: () => clearInterval(timer) };
 }

@@ -11,8 +11,12 @@ const WINDOW_S = 60;
  * draft. When Redis cannot count, writes are let through: storing them fails on its
  * own and answers 503, and a limiter outage must not turn into a refusal of service.
  */
-export function createRateLimit(redis: RedisClient, opts: { perMinute: number; prefix: string; onLimited: () => void }): RequestHandler {
-  if (opts.perMinute <= 0) return (_req, _res, next) => next();
+export function createRateLimit(
+  redis: RedisClient,
+  opts: { perMinute: number; prefix: string; onLimited: () => void },
+): RequestHandler | undefined {
+  // Off: no layer at all on the write path.
+  if (opts.perMinute <= 0) return undefined;
   const limiter = new RateLimiterRedis({
     storeClient: redis,
     keyPrefix: `${opts.prefix}:ratelimit`,

@@ -1,18 +1,13 @@
-import type { RequestHandler } from "express";
-import { AppError } from "../errors.js";
-
 const TICK_MS = 20;
 const WINDOW_MS = 500;
-// Probes and scrapes must keep answering while the service sheds load.
-const EXEMPT = new Set(["/healthz", "/readyz", "/metrics"]);
 
-export type Shedder = { middleware: RequestHandler; delayMs: () => number; stop: () => void };
+export type Shedder = { lagMs: number; delayMs: () => number; onShed: () => void; stop: () => void };
 
 /**
  * Measures event-loop delay with a fast timer (how late each tick fires) and keeps the
  * worst of the current and previous half-second. Timers run before I/O callbacks, so
- * after a stall the delay is known before the queued requests are handled, and they are
- * refused before their bodies are read.
+ * after a stall the delay is known before the queued requests are handled, and the edge
+ * middleware refuses them before their bodies are read.
  */
 export function createShedder(opts: { lagMs: number; onShed: () => void }): Shedder {
   let expected = performance.now() + TICK_MS;
@@ -32,13 +27,5 @@ export function createShedder(opts: { lagMs: number; onShed: () => void }): Shed
   timer.unref();
   const delayMs = () => Math.max(current, previous, performance.now() - expected);
 
-  const middleware: RequestHandler = (req, _res, next) => {
-    if (opts.lagMs > 0 && !EXEMPT.has(req.path) && delayMs() > opts.lagMs) {
-      opts.onShed();
-      next(new AppError("overloaded", "The service is overloaded; retry shortly.", { retryAfterS: 1 }));
-      return;
-    }
-    next();
-  };
-  return { middleware, delayMs, stop: () => clearInterval(timer) };
+  return { lagMs: opts.lagMs, delayMs, onShed: opts.onShed, stop: () => clearInterval(timer) };
 }
