@@ -122,6 +122,9 @@ describe("write validation: bad input gets a clear error and nothing is enqueued
     expect(r.status).toBe(202);
     expect(r.body).toEqual({ jobId: expect.stringMatching(/^prd-/), status: "queued", statusUrl: `/jobs/${r.body.jobId}` });
     expect(r.headers.get("location")).toBe(`/jobs/${r.body.jobId}`);
+    expect(r.headers.get("content-type")).toBe("application/json; charset=utf-8");
+    expect(Number(r.headers.get("content-length"))).toBe(Buffer.byteLength(r.text));
+    expect(r.headers.get("x-content-type-options")).toBe("nosniff");
     const job = await api.runtime.deps.producer["deps"].queues.products.getJob(r.body.jobId);
     expect(job?.data.payload).toEqual({ product: { ...product, default_price: "12.50" } });
     const status = await request(api.url, "GET", `/jobs/${r.body.jobId}`);
