@@ -1,12 +1,18 @@
 import { sql } from "drizzle-orm";
 import { welcomeEmailJobId } from "@ingest/jobs";
 import { afterAll, describe, expect, it } from "vitest";
-import { request, spawnWorker, startApi, testDb, testEnv, waitFor, waitForJob, type Api, type WorkerProcess } from "./support/harness.js";
+import { request, spawnWorker, startApi, testEnv, waitFor, waitForJob, type Api, type WorkerProcess } from "./support/harness.js";
 import { freePort } from "./support/private-redis.js";
+import { createScratchDb } from "./support/scratch-db.js";
 import { createSmtpSink, type SmtpSink } from "./support/smtp-sink.js";
 
-const { db, close: closeDb } = testDb();
-afterAll(() => closeDb());
+// A database of this file's own: every worker running the email lane dispatches the
+// pending welcome emails it finds in its database, so the other files' workers (other
+// queue prefixes, no SMTP sink) must not see these registrations, nor ours theirs.
+const scratch = await createScratchDb("welcome_e2e");
+const { db } = scratch;
+const DB = { DATABASE_URL: scratch.url };
+afterAll(() => scratch.drop());
 
 const DOMAIN = "welcome.test";
 const MAIL = { MAIL_FROM: `Ingest <hello@${DOMAIN}>` };
@@ -17,7 +23,7 @@ const messageIdOf = (registrationId: number) => `<welcome-${registrationId}@${DO
 /** An API, a sink and workers of one scenario, under a queue prefix of its own. */
 async function scenario(name: string, run: (s: { api: Api; sink: SmtpSink; workers: WorkerProcess[]; prefix: string }) => Promise<void>) {
   const { prefix } = testEnv(name);
-  const api = await startApi(prefix);
+  const api = await startApi(prefix, DB);
   const sink = createSmtpSink(await freePort());
   const workers: WorkerProcess[] = [];
   try {
@@ -48,7 +54,7 @@ describe("welcome email", () => {
   it("a new registration gets exactly one email; a duplicate in another case gets none", async () => {
     await scenario("welcome", async ({ api, sink, workers, prefix }) => {
       await sink.listen();
-      workers.push(await spawnWorker(prefix, { ...MAIL, SMTP_URL: sink.url }));
+      workers.push(await spawnWorker(prefix, { ...DB, ...MAIL, SMTP_URL: sink.url }));
 
       const first = await register(api, "Grace@example.com", "Grace");
       expect(first.outcome).toBe("created");
@@ -79,7 +85,7 @@ describe("welcome email", () => {
 
   it("while the SMTP server is down the email is retried with backoff, and sent once when it is back", async () => {
     await scenario("welcome-down", async ({ api, sink, workers, prefix }) => {
-      workers.push(await spawnWorker(prefix, { ...MAIL, SMTP_URL: sink.url, EMAIL_RETRY_DELAY_MS: "200", EMAIL_ATTEMPTS: "20" }));
+      workers.push(await spawnWorker(prefix, { ...DB, ...MAIL, SMTP_URL: sink.url, EMAIL_RETRY_DELAY_MS: "200", EMAIL_ATTEMPTS: "20" }));
       const { registrationId } = await register(api, "lovelace@example.com");
       await waitFor(async () => ((await emailJob(api, registrationId))?.attemptsMade ?? 0) >= 2, 10_000, "two failed attempts");
       const job = (await emailJob(api, registrationId))!;
@@ -97,7 +103,7 @@ describe("welcome email", () => {
 
   it("when the retries run out the job fails with the SMTP reason, as Bull Board shows it", async () => {
     await scenario("welcome-fail", async ({ api, sink, workers, prefix }) => {
-      workers.push(await spawnWorker(prefix, { ...MAIL, SMTP_URL: sink.url, EMAIL_RETRY_DELAY_MS: "100", EMAIL_ATTEMPTS: "3" }));
+      workers.push(await spawnWorker(prefix, { ...DB, ...MAIL, SMTP_URL: sink.url, EMAIL_RETRY_DELAY_MS: "100", EMAIL_ATTEMPTS: "3" }));
       const { registrationId } = await register(api, "hamilton@example.com");
       await waitFor(async () => (await (await emailJob(api, registrationId))?.getState()) === "failed", 10_000, "the job to fail");
       const job = (await emailJob(api, registrationId))!;
@@ -113,7 +119,7 @@ describe("welcome email", () => {
     await scenario("welcome-kill", async ({ api, sink, workers, prefix }) => {
       await sink.listen();
       sink.hold(true);
-      const victim = await spawnWorker(prefix, { ...MAIL, ...FAST_RECOVERY, SMTP_URL: sink.url });
+      const victim = await spawnWorker(prefix, { ...DB, ...MAIL, ...FAST_RECOVERY, SMTP_URL: sink.url });
       workers.push(victim);
       const { registrationId } = await register(api, "turing@example.com");
       await waitFor(() => sink.held === 1, 10_000, "the message to reach the end of DATA");
@@ -124,7 +130,7 @@ describe("welcome email", () => {
       sink.hold(false);
       expect(sink.messages).toHaveLength(0);
 
-      workers.push(await spawnWorker(prefix, { ...MAIL, ...FAST_RECOVERY, SMTP_URL: sink.url }));
+      workers.push(await spawnWorker(prefix, { ...DB, ...MAIL, ...FAST_RECOVERY, SMTP_URL: sink.url }));
       await waitFor(() => sink.count(messageIdOf(registrationId)) === 1, 20_000, "the email from the next worker");
       await waitFor(async () => (await (await emailJob(api, registrationId))!.getState()) === "completed", 5_000, "the job to complete");
       expect(sink.messages).toHaveLength(1);

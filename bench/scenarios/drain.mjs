@@ -16,9 +16,9 @@ export const KINDS = {
 
 export async function startWorkers(ctx, kind, count, prefix, queue, extraEnv = {}) {
   const { script, mode } = KINDS[kind];
-  // The product's worker applies the registrations and adds each one's welcome-email
-  // job; sending the emails is a lane of its own (EMAIL_CONCURRENCY, scaled apart), kept
-  // out of this figure as the baselines send nothing either.
+  // The product's worker applies the registrations, each with its welcome email's outbox
+  // row; dispatching and sending the emails is a lane of its own (EMAIL_CONCURRENCY,
+  // scaled apart), kept out of this figure as the baselines send nothing either.
   const env = workerEnv(ctx, prefix, { ...(mode ? { BENCH_MODE: mode } : { EMAIL_CONCURRENCY: "0" }), ...extraEnv });
   const procs = Array.from({ length: count }, (_, i) => startNode(`${kind} worker ${i + 1}`, script, env));
   await waitFor(async () => (await queue.getWorkersCount()) >= count, { label: `${count} ${kind} worker(s)`, child: procs[0] });

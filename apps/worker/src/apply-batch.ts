@@ -109,7 +109,7 @@ async function applyAllInTx(tx: Tx, items: Item[]): Promise<Map<number, Settled<
   if (registrations.length) {
     const results = await createRegistrations(
       tx,
-      registrations.map((i) => ({ payload: i.payload as PayloadOf<"registration.create">, jobId: i.job.id })),
+      registrations.map((i) => ({ payload: i.payload as PayloadOf<"registration.create">, jobId: i.job.id, requestId: i.job.data.requestId })),
     );
     registrations.forEach((item, k) => done.push({ item, result: results[k] }));
   }

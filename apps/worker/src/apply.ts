@@ -2,7 +2,7 @@ import { jobLedger, productVersions, type Db } from "@ingest/db";
 import { check, JOBS, type JobData, type JobName, type QueueName } from "@ingest/jobs";
 import { eq, sql } from "drizzle-orm";
 import { PermanentJobError, PredecessorPendingError } from "./errors.js";
-import { HANDLERS, type Tx } from "./handlers/index.js";
+import { HANDLERS, type ApplyContext, type Tx } from "./handlers/index.js";
 
 // Namespace of the transaction-scoped advisory locks that serialise edits per product.
 export const PRODUCT_LOCK_NAMESPACE = 1;
@@ -56,7 +56,8 @@ async function applyInTx(tx: Tx, job: JobEnvelope, payload: unknown, opts: Apply
     if (prior) return prior;
   }
 
-  const handler = HANDLERS[job.name] as (tx: Tx, payload: unknown, ctx: { jobId: string }) => Promise<unknown>;
+  const handler = HANDLERS[job.name] as (tx: Tx, payload: unknown, ctx: ApplyContext) => Promise<unknown>;
+  const ctx: ApplyContext = { jobId: job.id, requestId: job.data.requestId };
   let result: unknown;
   if (JOBS[job.name].ordered) {
     const productId = (payload as { productId: number }).productId;
@@ -66,11 +67,11 @@ async function applyInTx(tx: Tx, job: JobEnvelope, payload: unknown, opts: Apply
     const turn = orderTurn(job, seq, prevSeq, await appliedSeq(tx, productId), opts);
     if (turn === "superseded") result = supersededResult(job.name, productId);
     else {
-      result = await handler(tx, payload, { jobId: job.id });
+      result = await handler(tx, payload, ctx);
       await setAppliedSeq(tx, productId, seq);
     }
   } else {
-    result = await handler(tx, payload, { jobId: job.id });
+    result = await handler(tx, payload, ctx);
   }
 
   await recordCompleted(tx, [{ job, result }]);

@@ -54,13 +54,15 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // Upper bound on waiting for an earlier edit of the same product that is still alive.
       ORDER_WAIT_MAX_MS: int(3_600_000, { min: 0 }),
       // Welcome emails: the SMTP server (unset: messages are only logged), the sender,
-      // email jobs in flight per process (0: this process sends none), and the retries
-      // that ride out an SMTP server that is down (exponential from the delay).
+      // email jobs in flight per process (0: this process sends none), the retries
+      // that ride out an SMTP server that is down (exponential from the delay), and how
+      // often the email lane moves pending emails from email_sends to the emails queue.
       SMTP_URL: optionalUrl(["smtp:", "smtps:"]),
       MAIL_FROM: mailbox(DEFAULT_MAIL_FROM),
       EMAIL_CONCURRENCY: int(5, { min: 0, max: 100 }),
       EMAIL_ATTEMPTS: int(10, { min: 1, max: 100 }),
       EMAIL_RETRY_DELAY_MS: int(5_000, { min: 1, max: 3_600_000 }),
+      EMAIL_DISPATCH_INTERVAL_MS: int(250, { min: 10, max: 60_000 }),
     },
     source,
   );

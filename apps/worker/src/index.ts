@@ -19,7 +19,7 @@ import { Worker } from "bullmq";
 import type { Server } from "node:http";
 import { createBulkProcessor } from "./bulk.js";
 import { createCommitInvalidation } from "./catalog-invalidation.js";
-import { createFollowUps } from "./email/follow-ups.js";
+import { createWelcomeDispatcher } from "./email/dispatch.js";
 import { createMailer, domainOf } from "./email/mailer.js";
 import { createEmailProcessor } from "./email/welcome.js";
 import { DEFAULT_CONCURRENCY, loadEnv } from "./env.js";
@@ -55,8 +55,6 @@ const cacheRedis = createCacheConnection({ url: env.CACHE_REDIS_URL, clusterNode
 cacheRedis.on("error", throttled((err: Error) => log.warn({ err: err.message }, "cache redis unavailable: invalidations wait")));
 const catalog = createCommitInvalidation(createCatalogInvalidator({ redis: cacheRedis, prefix: env.CACHE_PREFIX }), cacheRedis, log);
 
-const followUps = createFollowUps(queues[EMAILS_QUEUE], { attempts: env.EMAIL_ATTEMPTS, delayMs: env.EMAIL_RETRY_DELAY_MS });
-
 const workers: Worker[] = WRITE_QUEUES.map((name) => {
   const apply = createApplier(db, {
     batchSize: env.WORKER_BATCH_SIZE,
@@ -73,7 +71,6 @@ const workers: Worker[] = WRITE_QUEUES.map((name) => {
     metrics,
     orderWaitMaxMs: env.ORDER_WAIT_MAX_MS,
     catalog,
-    followUps,
   });
   const worker = new Worker(name, processor, {
     connection,
@@ -125,6 +122,8 @@ upsertMaintenanceScheduler(queues[MAINTENANCE_QUEUE], env.MAINTENANCE_EVERY_MS |
 
 // Emails have a pool of their own: a send holds its connection (the email_sends row
 // lock) while the SMTP server answers, and a slow server must not starve the writes.
+// The lane also dispatches: it moves the welcome emails registrations left pending in
+// email_sends to the emails queue, off the registrations' path.
 const mail = env.EMAIL_CONCURRENCY > 0 ? startEmailWorker(env.EMAIL_CONCURRENCY) : undefined;
 function startEmailWorker(concurrency: number) {
   const mailDb = createDb(env.DATABASE_URL, { max: concurrency, applicationName: "ingest-worker-email" });
@@ -141,7 +140,16 @@ function startEmailWorker(concurrency: number) {
   });
   worker.on("error", throttled((err: Error) => log.error({ err, queue: EMAILS_QUEUE }, "worker error")));
   workers.push(worker);
-  return { mailer, closeDb: mailDb.close };
+  const dispatcher = createWelcomeDispatcher({
+    db: mailDb.db,
+    queue: queues[EMAILS_QUEUE],
+    retry: { attempts: env.EMAIL_ATTEMPTS, delayMs: env.EMAIL_RETRY_DELAY_MS },
+    intervalMs: env.EMAIL_DISPATCH_INTERVAL_MS,
+    log,
+    metrics,
+  });
+  dispatcher.start();
+  return { mailer, dispatcher, closeDb: mailDb.close };
 }
 
 let stopping = false;
@@ -164,7 +172,8 @@ function close(signal: string): Promise<void> {
   closing ??= (async () => {
     log.info({ signal }, "shutting down: finishing active jobs");
     stopping = true;
-    const graceful = Promise.allSettled(workers.map((w) => w.close()));
+    // The dispatch in flight finishes too (its add is bounded by a timeout).
+    const graceful = Promise.allSettled([...workers.map((w) => w.close()), mail?.dispatcher.close()]);
     const deadline = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), env.SHUTDOWN_TIMEOUT_MS).unref());
     if ((await Promise.race([graceful, deadline])) === "timeout") {
       // Jobs still running are left to another worker: their locks lapse and they are retried.

@@ -49,13 +49,19 @@ export function createWorkerMetrics() {
     labelNames: ["email"] as const,
     registers,
   });
+  const emailsDispatched = new client.Counter({
+    name: "ingest_emails_dispatched_total",
+    help: "Emails this worker process moved from the email_sends outbox to the emails queue, by email",
+    labelNames: ["email"] as const,
+    registers,
+  });
   const emailFailures = new client.Counter({
     name: "ingest_email_failures_total",
     help: "Email attempts that failed in this worker process (kind: transient retries, final ones do not)",
     labelNames: ["email", "kind"] as const,
     registers,
   });
-  return { registry, duration, failures, orderWaits, batchSize, batchFallbacks, bulkLines, emailsSent, emailFailures };
+  return { registry, duration, failures, orderWaits, batchSize, batchFallbacks, bulkLines, emailsSent, emailsDispatched, emailFailures };
 }
 
 /** One micro-batch applied: its size, and whether it fell back to one by one. */

@@ -4,7 +4,6 @@ import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import { applyJob } from "./apply.js";
 import type { Applier } from "./apply-batch.js";
 import type { CommitInvalidation } from "./catalog-invalidation.js";
-import type { FollowUps } from "./email/follow-ups.js";
 import { PredecessorPendingError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import type { WorkerMetrics } from "./metrics.js";
@@ -25,7 +24,6 @@ export type ProcessorDeps = {
   metrics: WorkerMetrics;
   orderWaitMaxMs: number;
   catalog: CommitInvalidation;
-  followUps: FollowUps;
 };
 
 // A waiting edit leaves its id under its predecessor's, so the worker that applies the
@@ -120,14 +118,6 @@ export function createProcessor(queue: QueueName, deps: ProcessorDeps) {
     }
     // Before the job reports completed: the next read after that must miss the cache.
     await deps.catalog.afterCommit(job.name, envelope.data.payload, outcome.result);
-    // Also before: until the welcome email's job is added, a crash runs this job again.
-    try {
-      await deps.followUps.afterCommit(job.name, envelope.data.payload, outcome.result, job.data.requestId);
-    } catch (err) {
-      log().warn({ err }, "could not add the follow-up job; the job will retry");
-      deps.metrics.failures.inc({ queue, job: job.name, kind: "transient" });
-      throw err;
-    }
     // Per-job success lines are debug: at thousands of jobs a second they would be the cost.
     if (deps.log.isLevelEnabled("debug")) log().debug({ ms }, "job completed");
     // Only an ordered edit can have a successor waiting on it.

@@ -9,9 +9,9 @@ export const WELCOME_EMAIL_JOB = "email.welcome";
 export type EmailJobData = { payload: TWelcomeEmailJob; requestId?: string };
 
 /**
- * One id per registration: adding the job again (a redelivered registration job) is a
- * no-op while the job is in Redis. After it has been removed, the worker's email_sends
- * row is what keeps a second job from sending again.
+ * One id per registration: adding the job again (a dispatch repeated after a crash
+ * before its commit) is a no-op while the job is in Redis. After it has been removed,
+ * the worker's email_sends row is what keeps a second job from sending again.
  */
 export const welcomeEmailJobId = (registrationId: number) => `${JOB_ID_PREFIX.emails}-welcome-${registrationId}`;
 

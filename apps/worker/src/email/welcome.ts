@@ -18,13 +18,15 @@ const rowOf = (registrationId: number) => and(eq(emailSends.registrationId, regi
 
 /**
  * Sends a registration's welcome email unless its email_sends row says it was sent.
- * The row is written and locked in a transaction that stays open across the SMTP
- * send and commits "sent" right after the server accepted the message: a second run
- * at the same time (a lost lock) waits on the row and then finds it sent; a run whose
- * worker died mid-send rolled the row back, and the server dropped the unfinished
- * message, so the next run sends. The one window left: the server accepted, and the
- * worker died (or PostgreSQL went away) before the commit. The next run sends again,
- * with the same Message-ID, which lets the receiving side drop the copy.
+ * The row (normally "pending" or "queued" from the registration's outbox insert; written
+ * here when it is missing) is locked in a transaction that stays open across the SMTP
+ * send and commits "sent" right after the server accepted the message. A job whose
+ * dispatcher has not committed yet waits on that lock too. A second run at the same
+ * time (a lost lock) waits on the row and then finds it sent; a run whose worker died
+ * mid-send rolled the row back, and the server dropped the unfinished message, so the
+ * next run sends. The one window left: the server accepted, and the worker died (or
+ * PostgreSQL went away) before the commit. The next run sends again, with the same
+ * Message-ID, which lets the receiving side drop the copy.
  */
 export async function sendWelcomeOnce(db: Db, mailer: Mailer, email: TWelcomeEmailJob, domain: string): Promise<WelcomeResult> {
   const { registrationId } = email;
@@ -35,7 +37,7 @@ export async function sendWelcomeOnce(db: Db, mailer: Mailer, email: TWelcomeEma
       .values({ registrationId, kind: KIND, recipient: email.email, messageId, status: "sending" })
       .onConflictDoNothing();
     const [row] = await tx.select().from(emailSends).where(rowOf(registrationId)).for("update");
-    if (row?.status === "sent") return { registrationId, messageId: row.messageId, sent: false };
+    if (row?.status === "sent") return { registrationId, messageId: row.messageId ?? messageId, sent: false };
     await mailer.send({ to: email.email, subject: WELCOME_SUBJECT, text: welcomeText(email.name), messageId });
     await tx
       .update(emailSends)

@@ -4,7 +4,7 @@ import type { Handler, Tx } from "./types.js";
 
 // The unique index on lower(email) decides; a concurrent twin waits on it and then sees ours.
 export const createRegistration: Handler<"registration.create"> = async (tx, payload, ctx) =>
-  (await createRegistrations(tx, [{ payload, jobId: ctx.jobId }]))[0]!;
+  (await createRegistrations(tx, [{ payload, jobId: ctx.jobId, requestId: ctx.requestId }]))[0]!;
 
 type RegistrationPayload = PayloadOf<"registration.create">;
 
@@ -13,27 +13,39 @@ type RegistrationPayload = PayloadOf<"registration.create">;
  * for those whose email was taken (earlier, or by another of the same batch).
  * Rows go in email order, so two batches racing on the same emails wait on each
  * other in one order instead of deadlocking. Results come back in the input's order.
+ * The same statement writes each created registration's welcome email to the outbox
+ * (email_sends, "pending"), so the email is owed exactly when the registration commits;
+ * a duplicate inserts nothing and so is owed nothing.
  */
 export async function createRegistrations(
   tx: Tx,
-  items: { payload: RegistrationPayload; jobId: string }[],
+  items: { payload: RegistrationPayload; jobId: string; requestId?: string }[],
 ): Promise<ResultOf<"registration.create">[]> {
   const rows = items
-    .map(({ payload: { registration: r }, jobId }) => ({
+    .map(({ payload: { registration: r }, jobId, requestId }) => ({
       email: r.email,
       name: r.name,
       plan: r.plan ?? "free",
       marketing_opt_in: r.marketingOptIn ?? false,
       job_id: jobId,
+      request_id: requestId ?? null,
     }))
     .sort((a, b) => (a.email.toLowerCase() < b.email.toLowerCase() ? -1 : 1));
   const inserted = await tx.execute<{ id: number; job_id: string }>(sql`
-    insert into registrations (email, name, plan, marketing_opt_in, job_id)
-    select email, name, plan, marketing_opt_in, job_id
-    from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-      as t(email text, name text, plan text, marketing_opt_in boolean, job_id text)
-    on conflict ((lower(email))) do nothing
-    returning id, job_id`);
+    with input as (
+      select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+        as t(email text, name text, plan text, marketing_opt_in boolean, job_id text, request_id text)
+    ), ins as (
+      insert into registrations (email, name, plan, marketing_opt_in, job_id)
+      select email, name, plan, marketing_opt_in, job_id from input
+      on conflict ((lower(email))) do nothing
+      returning id, email, job_id
+    ), outbox as (
+      insert into email_sends (registration_id, kind, recipient, status, request_id)
+      select ins.id, 'welcome', ins.email, 'pending', input.request_id
+      from ins join input using (job_id)
+    )
+    select id, job_id from ins`);
   const created = new Map(inserted.rows.map((r) => [r.job_id, r.id]));
   const taken = items.filter((i) => !created.has(i.jobId)).map((i) => i.payload.registration.email);
   const existing = new Map<string, number>();

@@ -3,7 +3,7 @@ import type { JobName, PayloadOf, ResultOf } from "@ingest/jobs";
 
 export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
-export type ApplyContext = { jobId: string };
+export type ApplyContext = { jobId: string; requestId?: string };
 
 /** Applies one job's effect inside the caller's transaction; no commits here. */
 export type Handler<N extends JobName> = (tx: Tx, payload: PayloadOf<N>, ctx: ApplyContext) => Promise<ResultOf<N>>;
