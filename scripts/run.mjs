@@ -56,6 +56,13 @@ function supervise(children, onExit) {
   };
   process.on("SIGINT", () => stop("SIGTERM"));
   process.on("SIGTERM", () => stop("SIGTERM"));
+  // Started through a shell that does not hand the signal on (npm's `sh -c` when the
+  // script does not exec), this process is orphaned instead of signalled: its parent
+  // changing is the signal then.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) stop("SIGTERM");
+  }, 500).unref();
   let left = children.length;
   let failed = 0;
   for (const c of children) {

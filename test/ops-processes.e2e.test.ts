@@ -1,10 +1,11 @@
 import { MAINTENANCE_SCHEDULER_ID } from "@ingest/jobs";
 import { Queue } from "bullmq";
 import { afterAll, describe, expect, it } from "vitest";
-import { request, spawnApi, spawnWorker, testEnv, waitFor, waitForJob, type WorkerProcess } from "./support/harness.js";
+import { spawn } from "node:child_process";
+import { cachePrefixFor, request, ROOT, spawnApi, spawnWorker, testEnv, waitFor, waitForJob, type WorkerProcess } from "./support/harness.js";
 import { freePort } from "./support/private-redis.js";
 
-const { prefix, redisUrl } = testEnv("procs");
+const { databaseUrl, prefix, redisUrl } = testEnv("procs");
 const workers: WorkerProcess[] = [];
 afterAll(async () => {
   await Promise.all(workers.map((w) => w.stop()));
@@ -108,4 +109,43 @@ describe("API cluster mode", () => {
       await blocker.exited;
     }
   });
+});
+
+describe("stopping what npm started", () => {
+  // Supervisors and terminals signal the process they started: npm, not the service.
+  async function startThroughNpm(port: number) {
+    const child = spawn("npm", ["run", "--silent", "start:api"], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, CACHE_PREFIX: cachePrefixFor(prefix), PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "info" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    await waitFor(async () => (await request(`http://127.0.0.1:${port}`, "GET", "/healthz").catch(() => undefined))?.status === 200, 60_000, "API started through npm");
+    return { child, exited, output: () => out };
+  }
+  const listening = async (port: number) => (await request(`http://127.0.0.1:${port}`, "GET", "/healthz").catch(() => undefined)) !== undefined;
+
+  it("SIGTERM to `npm run start:api` drains the API and npm exits 0, leaving nothing behind", async () => {
+    const port = await freePort();
+    const npm = await startThroughNpm(port);
+    npm.child.kill("SIGTERM");
+    expect(await npm.exited).toBe(0);
+    expect(npm.output()).toContain("api stopped");
+    expect(await listening(port)).toBe(false);
+  }, 90_000);
+
+  it("the supervisor stops its services when its shell dies without handing the signal on", async () => {
+    const port = await freePort();
+    const shell = spawn("sh", ["-c", "node scripts/run.mjs start:api; true"], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, CACHE_PREFIX: cachePrefixFor(prefix), PORT: String(port), HOST: "127.0.0.1" },
+      stdio: "ignore",
+    });
+    await waitFor(async () => (await request(`http://127.0.0.1:${port}`, "GET", "/healthz").catch(() => undefined))?.status === 200, 60_000, "API started");
+    shell.kill("SIGKILL");
+    await waitFor(async () => !(await listening(port)), 15_000, "API stopped after its supervisor was orphaned");
+  }, 90_000);
 });
