@@ -24,6 +24,8 @@ describe("configuration is validated once at start", () => {
     ["worker", { WORKER_CONCURRENCY: "-3" }, "WORKER_CONCURRENCY"],
     ["api", { NODE_ENV: "production" }, "ADMIN_USER and ADMIN_PASSWORD are required in production"],
     ["api", { JWT_SECRET: "x".repeat(40), JWKS_URL: "https://example.invalid/jwks.json" }, "JWT_SECRET or JWKS_URL"],
+    ["api", { NODE_ENV: "production", ADMIN_USER: "ops", ADMIN_PASSWORD: "x" }, "ADMIN_PASSWORD must be at least 8 characters"],
+    ["api", { NODE_ENV: "production", ADMIN_USER: "ops", ADMIN_PASSWORD: "long-enough", JWT_SECRET: "" }, "JWT_SECRET is set but empty"],
     ["api", { SHED_LAG_MS: "-1" }, "SHED_LAG_MS"],
     ["worker", { REDIS_URL: "not a url" }, "REDIS_URL"],
   ])("%s with a bad %j stops with a message naming the variable", (app, env, name) => {

@@ -70,11 +70,26 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
 
 export type Env = ReturnType<typeof loadEnv>;
 
-/** Checks that span variables; the strict ones apply in production only. */
-export function checkEnv(env: Env): string[] {
+// In production, shorter passwords for Bull Board are refused.
+const MIN_ADMIN_PASSWORD = 8;
+
+/**
+ * Checks that span variables; the strict ones apply in production only. source: the
+ * raw environment, where a variable set to an empty string is told from one not set.
+ */
+export function checkEnv(env: Env, source: Record<string, string | undefined> = process.env): string[] {
   const problems: string[] = [];
-  if (env.NODE_ENV === "production" && (!env.ADMIN_USER || !env.ADMIN_PASSWORD)) {
+  const production = env.NODE_ENV === "production";
+  if (production && (!env.ADMIN_USER || !env.ADMIN_PASSWORD)) {
     problems.push("ADMIN_USER and ADMIN_PASSWORD are required in production (they protect /admin/queues)");
+  } else if (production && env.ADMIN_PASSWORD && env.ADMIN_PASSWORD.length < MIN_ADMIN_PASSWORD) {
+    problems.push(`ADMIN_PASSWORD must be at least ${MIN_ADMIN_PASSWORD} characters in production`);
+  }
+  // An empty secret would leave writes open without a word: in production, say so.
+  for (const name of ["JWT_SECRET", "JWKS_URL"] as const) {
+    if (production && source[name] !== undefined && source[name]!.trim() === "") {
+      problems.push(`${name} is set but empty: give it a value, or unset it to leave writes open`);
+    }
   }
   if (env.REDIS_CLUSTER_NODES && !hasHashTag(env.QUEUE_PREFIX)) {
     problems.push(`QUEUE_PREFIX must contain a {hash tag} on a Redis Cluster (REDIS_CLUSTER_NODES), got "${env.QUEUE_PREFIX}"`);
