@@ -34,6 +34,13 @@ export function buildRows(results) {
       }
       if (noop) rows.push({ group, label: `baseline: BullMQ no-op ×${w}`, value: noop.rate, unit: "jobs/s", ratios: [] });
       if (insert) rows.push({ group, label: `baseline: one INSERT per job ×${w}`, value: insert.rate, unit: "jobs/s", ratios: [] });
+      // Where the cores went: per 1,000 jobs, the workers, Redis and PostgreSQL (local processes).
+      for (const [name, d] of [["worker", worker], ["no-op", noop], ["INSERT/job", insert]]) {
+        const c = d?.cpuMsPer1k;
+        if (!c || [c.worker, c.redis, c.postgres].every((v) => v === undefined)) continue;
+        const part = (label, v) => `${label} ${v === undefined ? "n/a" : fmt(v)}`;
+        rows.push({ group, label: `CPU ms per 1,000 jobs, ${name}: ${part("workers", c.worker)}, ${part("Redis", c.redis)}, ${part("PostgreSQL", c.postgres)}`, value: undefined, unit: "", ratios: [] });
+      }
     }
   }
   if (e2e) {

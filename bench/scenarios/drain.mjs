@@ -6,6 +6,7 @@ import { workerEnv } from "../lib/config.mjs";
 import { median } from "../lib/load.mjs";
 import { startNode, state, waitFor } from "../lib/processes.mjs";
 import { openQueue, pendingJobs, prefill } from "../lib/queue.mjs";
+import { cpuBetween, cpuSnapshot } from "../lib/cpu.mjs";
 import { countRows, deleteKeys } from "../lib/resources.mjs";
 
 export const KINDS = {
@@ -25,10 +26,14 @@ export async function startWorkers(ctx, kind, count, prefix, queue, extraEnv = {
   return procs;
 }
 
-/** Prefills while paused, then resumes and polls until empty (or the time cap). */
-export async function drainOnce(queue, n, tag, capMs) {
+/**
+ * Prefills while paused, then resumes and polls until empty (or the time cap). With
+ * workerPids, also the CPU the workers, Redis and PostgreSQL spent on the drain.
+ */
+export async function drainOnce(queue, n, tag, capMs, workerPids) {
   await queue.pause();
   await prefill(queue, n, tag);
+  const cpuBefore = workerPids ? cpuSnapshot(workerPids) : undefined;
   await queue.resume();
   const started = performance.now();
   let pending = n;
@@ -38,30 +43,37 @@ export async function drainOnce(queue, n, tag, capMs) {
     pending = await pendingJobs(queue);
   }
   const ms = performance.now() - started;
+  const cpu = cpuBefore ? cpuBetween(cpuBefore, cpuSnapshot(workerPids)) : undefined;
   if (pending > 0) {
     // Capped: drop what is still waiting so the next round starts from an empty queue.
     await queue.pause();
     await queue.drain(true);
     await queue.resume();
   }
-  return { ms, done: n - pending, rate: ((n - pending) * 1000) / ms, capped: pending > 0 };
+  return { ms, done: n - pending, rate: ((n - pending) * 1000) / ms, capped: pending > 0, cpu };
 }
 
 /** A warm-up drain, then up to `repeats` drains of `jobs` (more only while under budgetMs); the median rate. */
-export async function measureDrains(ctx, queue, { kind, jobs, tag, repeats, capMs, budgetMs, warmJobs }) {
+export async function measureDrains(ctx, queue, { kind, jobs, tag, repeats, capMs, budgetMs, warmJobs, workerPids }) {
   const table = KINDS[kind].table;
   const before = table ? await countRows(ctx.databaseUrl, table) : 0;
   const warm = await drainOnce(queue, warmJobs, `${tag}-warm`, 2_000); // JIT, pools, connections
   const runs = [];
   const begun = performance.now();
   for (let r = 0; r < repeats && (r === 0 || performance.now() - begun < budgetMs); r++) {
-    runs.push(await drainOnce(queue, jobs, `${tag}-${r}`, capMs));
+    runs.push(await drainOnce(queue, jobs, `${tag}-${r}`, capMs, workerPids));
   }
   const rows = table ? (await countRows(ctx.databaseUrl, table)) - before : undefined;
   const failed = (await queue.getJobCounts("failed")).failed ?? 0;
   const rate = median(runs.map((x) => x.rate));
   const completed = warm.done + runs.reduce((sum, x) => sum + x.done, 0);
-  return { rate, runs, completed, rows, failed };
+  // Milliseconds of CPU per 1,000 jobs, median over the runs, for each side that could be read.
+  const per1k = (group) => {
+    const xs = runs.map((x) => x.cpu?.[group]).filter((v) => v !== undefined);
+    return xs.length === runs.length && runs.length ? median(runs.map((x) => (x.cpu[group] * 1e6) / x.done)) : undefined;
+  };
+  const cpuMsPer1k = { worker: per1k("worker"), redis: per1k("redis"), postgres: per1k("postgres") };
+  return { rate, runs, completed, rows, failed, cpuMsPer1k };
 }
 
 export async function runDrain(ctx, log) {
@@ -77,9 +89,10 @@ export async function runDrain(ctx, log) {
       const { queue, close } = openQueue(ctx.redisUrl, prefix);
       const procs = await startWorkers(ctx, kind, count, prefix, queue);
       try {
-        const { rate, runs, completed, rows, failed } = await measureDrains(ctx, queue, { kind, jobs, tag: `${ctx.run}-${kind}-${count}`, repeats, capMs, budgetMs, warmJobs: Math.min(quick ? 100 : 500, jobs) });
-        results[`${kind}:${count}`] = { kind, workers: count, jobs, rate, runs, completed, rows, failed };
-        log(`drain ${kind} ×${count}: ${Math.round(rate)} jobs/s${runs.some((x) => x.capped) ? " (capped)" : ""}${rows === undefined ? "" : `, ${rows} rows`}${failed ? `, ${failed} FAILED` : ""}`);
+        const workerPids = procs.map((p) => p.proc.pid);
+        const { rate, runs, completed, rows, failed, cpuMsPer1k } = await measureDrains(ctx, queue, { kind, jobs, tag: `${ctx.run}-${kind}-${count}`, repeats, capMs, budgetMs, warmJobs: Math.min(quick ? 100 : 500, jobs), workerPids });
+        results[`${kind}:${count}`] = { kind, workers: count, jobs, rate, runs, completed, rows, failed, cpuMsPer1k };
+        log(`drain ${kind} ×${count}: ${Math.round(rate)} jobs/s${runs.some((x) => x.capped) ? " (capped)" : ""}${rows === undefined ? "" : `, ${rows} rows`}${failed ? `, ${failed} FAILED` : ""}; ${cpuLine(cpuMsPer1k)}`);
       } finally {
         await Promise.all(procs.map((p) => p.stop()));
         await close();
@@ -89,3 +102,7 @@ export async function runDrain(ctx, log) {
   }
   return results;
 }
+
+const cpuMs = (v) => (v === undefined ? "n/a" : `${Math.round(v)} ms`);
+/** "CPU per 1,000 jobs: workers 210 ms, Redis 140 ms, PostgreSQL 120 ms". */
+export const cpuLine = (c) => `CPU per 1,000 jobs: workers ${cpuMs(c.worker)}, Redis ${cpuMs(c.redis)}, PostgreSQL ${cpuMs(c.postgres)}`;
