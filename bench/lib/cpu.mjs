@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from "node:fs";
 const TICKS_PER_S = 100; // USER_HZ on Linux
 
 /** Seconds of CPU a process has used so far, or undefined when it cannot be read. */
-function cpuOf(pid) {
+export function cpuOf(pid) {
   try {
     // Fields after the command name (which may hold spaces) ")": utime is the 12th, stime the 13th.
     const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");

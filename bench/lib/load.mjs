@@ -2,6 +2,7 @@
 import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import autocannon from "autocannon";
+import { cpuOf } from "./cpu.mjs";
 import { state } from "./processes.mjs";
 
 export const CONNECTIONS = 50;
@@ -13,7 +14,7 @@ const AMOUNT_CAP_S = 30;
  * Runs one load, bounded in time and requests. `request` is an autocannon request object (method, path, headers,
  * setupRequest, ...); `overallRate` fixes the offered rate. Returns the figures we keep.
  */
-export async function runLoad(url, { seconds, amount, request, overallRate, connections = CONNECTIONS, countHeader }) {
+export async function runLoad(url, { seconds, amount, request, overallRate, connections = CONNECTIONS, countHeader, pid }) {
   if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(url)) throw new Error(`refusing to load ${url}: 127.0.0.1 only`);
   const seen = {};
   const req = { ...request };
@@ -35,9 +36,14 @@ export async function runLoad(url, { seconds, amount, request, overallRate, conn
     timeout: 10,
   });
   const cap = amount ? setTimeout(() => tracker.stop(), AMOUNT_CAP_S * 1000) : undefined;
+  // With the server's pid: the CPU it spent per answer, the figure a busy machine disturbs least.
+  const cpuBefore = pid ? cpuOf(pid) : undefined;
   const result = await tracker;
+  const cpuAfter = pid ? cpuOf(pid) : undefined;
   clearTimeout(cap);
   const ok = result["2xx"];
+  const answered = ok + result.non2xx;
+  const cpuUsPerRequest = cpuBefore !== undefined && cpuAfter !== undefined && answered ? ((cpuAfter - cpuBefore) * 1e6) / answered : undefined;
   return {
     seconds: result.duration,
     ok,
@@ -46,6 +52,7 @@ export async function runLoad(url, { seconds, amount, request, overallRate, conn
     p99: result.latency.p99,
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts,
+    ...(cpuUsPerRequest !== undefined ? { cpuUsPerRequest } : {}),
     ...(countHeader ? { [countHeader]: seen } : {}),
   };
 }
@@ -59,7 +66,8 @@ export const median = (xs) => {
 /** Median of each figure over repeated runs (the runs are kept as well). */
 export function summarise(runs) {
   const pick = (k) => median(runs.map((r) => r[k]));
-  return { rate: pick("rate"), p50: pick("p50"), p99: pick("p99"), ok: runs.reduce((s, r) => s + r.ok, 0),
+  const cpu = runs.every((r) => r.cpuUsPerRequest !== undefined) ? { cpuUsPerRequest: pick("cpuUsPerRequest") } : {};
+  return { rate: pick("rate"), p50: pick("p50"), p99: pick("p99"), ...cpu, ok: runs.reduce((s, r) => s + r.ok, 0),
     non2xx: runs.reduce((s, r) => s + r.non2xx, 0), errors: runs.reduce((s, r) => s + r.errors, 0), runs };
 }
 

@@ -18,6 +18,11 @@ export function buildRows(results) {
       ratios: [{ to: "floor POST", ratio: r1, ...check(r1, 0.9) }, { to: "sync design", ratio: r2, ...check(r2, 1.6) }] });
     rows.push({ group: "ingest", label: "baseline: Express floor POST", value: floorPost.rate, unit: "req/s", p50: floorPost.p50, p99: floorPost.p99, ratios: [] });
     rows.push({ group: "ingest", label: "baseline: Express + INSERT (sync)", value: sync.rate, unit: "req/s", p50: sync.p50, p99: sync.p99, ratios: [] });
+    // The server's own CPU per answer: what the ratio to the floor comes down to.
+    const us = (r) => (r.cpuUsPerRequest === undefined ? "n/a" : fmt(r.cpuUsPerRequest));
+    if ([api, floorPost, sync].some((r) => r.cpuUsPerRequest !== undefined)) {
+      rows.push({ group: "ingest", label: `CPU µs per request: API ${us(api)}, floor ${us(floorPost)}, sync ${us(sync)}`, value: undefined, unit: "", ratios: [] });
+    }
   }
   if (drain) {
     const counts = [...new Set(Object.values(drain).map((d) => d.workers))];

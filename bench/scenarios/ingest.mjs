@@ -16,15 +16,15 @@ export async function runIngest(ctx, log) {
     const rssStart = await rssOf(api.pid);
     const results = await roundRobin(
       {
-        api: { url: api.url, request: registrationRequest(`${ctx.run}-api`) },
-        floorPost: { url: floor.url, request: registrationRequest(`${ctx.run}-floor`) },
-        sync: { url: sync.url, request: registrationRequest(`${ctx.run}-sync`) },
+        api: { url: api.url, pid: api.pid, request: registrationRequest(`${ctx.run}-api`) },
+        floorPost: { url: floor.url, pid: floor.pid, request: registrationRequest(`${ctx.run}-floor`) },
+        sync: { url: sync.url, pid: sync.pid, request: registrationRequest(`${ctx.run}-sync`) },
       },
       ctx.opts,
     );
     results.api.rss = { start: rssStart, end: await rssOf(api.pid) };
     for (const [k, r] of Object.entries(results)) {
-      log(`ingest ${k}: ${Math.round(r.rate)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms${r.non2xx + r.errors ? `, ${r.non2xx} non-2xx, ${r.errors} errors` : ""}`);
+      log(`ingest ${k}: ${Math.round(r.rate)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms${r.cpuUsPerRequest === undefined ? "" : `, ${Math.round(r.cpuUsPerRequest)} µs CPU/request`}${r.non2xx + r.errors ? `, ${r.non2xx} non-2xx, ${r.errors} errors` : ""}`);
     }
     return results;
   } finally {
