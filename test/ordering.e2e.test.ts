@@ -1,10 +1,13 @@
+import { DEFAULT_JOB_OPTIONS } from "@ingest/jobs";
+import { Queue } from "bullmq";
 import pg from "pg";
 import { sql } from "drizzle-orm";
+import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { request, spawnWorker, startApi, testDb, testEnv, waitFor, waitForJob, type Api, type WorkerProcess } from "./support/harness.js";
 
-const { prefix, databaseUrl } = testEnv("order");
+const { prefix, databaseUrl, redisUrl } = testEnv("order");
 let api: Api;
 const workers: WorkerProcess[] = [];
 const { db, close: closeDb } = testDb();
@@ -74,5 +77,47 @@ describe.each<{ mode: string; env: Record<string, string>; base: number }>([
       const [row] = (await db.execute(sql`select name, slogan from products where id = ${id}`)).rows;
       return row?.name === "v38" && row?.slogan === "s39";
     }, 5_000, "final state");
+  });
+});
+
+describe("waiting for an earlier edit", () => {
+  it("spends no attempt: the status reads 0 while the edit waits, 1 while it runs and when it is done", async () => {
+    const id = 720_001;
+    const products = new Queue("products", { connection: { url: redisUrl }, prefix });
+    try {
+      // The earlier edit sits in the delayed set until promoted: alive, not applied.
+      const first = await products.add(
+        "product.replace",
+        { payload: { productId: id, product: { name: "first", category: "c", default_price: "1.00" } }, seq: 1, prevSeq: null },
+        { ...DEFAULT_JOB_OPTIONS, jobId: `prd-${randomUUID()}`, delay: 60_000 },
+      );
+      const second = await products.add(
+        "product.patch",
+        { payload: { productId: id, changes: { name: "second" } }, seq: 2, prevSeq: 1, prevJobId: first.id },
+        { ...DEFAULT_JOB_OPTIONS, jobId: `prd-${randomUUID()}` },
+      );
+      workers.push(await spawnWorker(prefix));
+
+      // Until the waiting edit has been woken and parked again at least once.
+      const seen = new Set<string>();
+      await waitFor(
+        async () => {
+          const status = (await request(api.url, "GET", `/jobs/${second.id}`)).body;
+          seen.add(`${status.state}:${status.attempts}`);
+          return ((await products.getJob(second.id!))?.attemptsStarted ?? 0) >= 2;
+        },
+        20_000,
+        "the edit parked twice",
+      );
+      expect([...seen].filter((s) => s !== "queued:0" && s !== "active:1")).toEqual([]);
+      expect(seen.has("queued:0")).toBe(true);
+
+      await first.promote();
+      expect(await waitForJob(api.url, second.id!, 10_000)).toMatchObject({ state: "completed", attempts: 1 });
+      const ledger = await db.execute(sql`select job_id, attempts from job_ledger where job_id in (${first.id}, ${second.id}) order by accepted_at, job_id`);
+      expect(ledger.rows.map((r) => r.attempts)).toEqual([1, 1]);
+    } finally {
+      await products.close();
+    }
   });
 });

@@ -13,10 +13,12 @@ export type ScratchDb = DbHandle & { url: string; name: string; drop: () => Prom
  * test must see alone (list pages) or a database it must take away (PostgreSQL down).
  * Global teardown drops any the file left behind.
  */
-export async function createScratchDb(name: string): Promise<ScratchDb> {
+export async function createScratchDb(name: string, opts: { encoding?: "LATIN1" } = {}): Promise<ScratchDb> {
   const url = new URL(inject("databaseUrl"));
   const dbName = `${url.pathname.slice(1)}_${name.replace(/[^a-z0-9_]/gi, "_").toLowerCase()}`.slice(0, 63);
   url.pathname = `/${dbName}`;
+  // A database in another encoding than UTF-8 refuses the characters it cannot hold.
+  if (opts.encoding) await adminQuery(`create database "${dbName}" encoding '${opts.encoding}' lc_collate 'C' lc_ctype 'C' template template0`);
   await migrateDatabase(url.toString(), join(ROOT, "migrations"));
   const handle = createDb(url.toString(), { max: 4, applicationName: "ingest-test" });
   let dropped: Promise<void> | undefined;
@@ -34,12 +36,16 @@ export async function createScratchDb(name: string): Promise<ScratchDb> {
 
 /** DROP DATABASE ... WITH (FORCE): ends every connection to it, then removes it. */
 export async function dropDatabase(name: string): Promise<void> {
+  await adminQuery(`drop database if exists "${name.replaceAll('"', '""')}" with (force)`);
+}
+
+async function adminQuery(statement: string): Promise<void> {
   const admin = new URL(inject("databaseUrl"));
   admin.pathname = "/postgres";
   const client = new pg.Client({ connectionString: admin.toString() });
   await client.connect();
   try {
-    await client.query(`drop database if exists "${name.replaceAll('"', '""')}" with (force)`);
+    await client.query(statement);
   } finally {
     await client.end();
   }

@@ -38,6 +38,14 @@ function bulkProgress(data: BulkJobData, progress: unknown) {
   return { accepted: data.lines.length, applied: 0, failed: 0, invalid: data.invalidCount, failures: [], invalidLines: data.invalid, done: 0 };
 }
 
+/**
+ * Attempts spent, as the ledger counts them once the job is done: BullMQ's attemptsMade
+ * (finished and retried runs), plus the run in progress. Not attemptsStarted: an edit
+ * parked behind an earlier edit of its product (moveToDelayed) starts again each time it
+ * is woken without spending an attempt.
+ */
+const attemptsSpent = (attemptsMade: number, state: JobStatus["state"]) => attemptsMade + (state === "active" ? 1 : 0);
+
 const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : undefined);
 
 export type JobStatusReader = { get(id: string): Promise<JobStatus | undefined>; exists(id: string): Promise<boolean> };
@@ -60,7 +68,7 @@ export function createJobStatusReader(queues: Queues, db: Db, redisReady: () => 
       id,
       type: job.name,
       state,
-      attempts: state === "queued" || state === "active" ? job.attemptsStarted : job.attemptsMade,
+      attempts: attemptsSpent(job.attemptsMade, state),
       acceptedAt: iso(job.timestamp)!,
     };
     if (state === "completed") status.result = job.returnvalue;

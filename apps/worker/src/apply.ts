@@ -1,7 +1,7 @@
 import { jobLedger, productVersions, type Db } from "@ingest/db";
 import { check, JOBS, type JobData, type JobName, type QueueName } from "@ingest/jobs";
 import { eq, sql } from "drizzle-orm";
-import { PermanentJobError, PredecessorPendingError } from "./errors.js";
+import { invalidDataError, PermanentJobError, PredecessorPendingError } from "./errors.js";
 import { HANDLERS, type ApplyContext, type Tx } from "./handlers/index.js";
 
 // Namespace of the transaction-scoped advisory locks that serialise edits per product.
@@ -44,6 +44,8 @@ export async function applyJob(db: Db, job: JobEnvelope, opts: ApplyOptions = {}
   } catch (err) {
     if (err instanceof AlreadyAppliedError) return priorOutcome(db, job.id);
     if (err instanceof PermanentJobError) return recordFailure(db, job, err);
+    const invalid = invalidDataError(err);
+    if (invalid) return recordFailure(db, job, invalid);
     throw err;
   }
 }

@@ -19,3 +19,26 @@ export class PredecessorPendingError extends Error {
     super("an earlier edit of this product is not applied yet");
   }
 }
+
+// The integrity violations a row's own values decide. Unique and foreign-key violations
+// (23505, 23503) are not among them: they depend on what else has committed (another
+// delivery's ledger row, a concurrent delete), so a retry may well pass.
+const ROW_VIOLATIONS = new Set(["23502", "23514"]);
+
+/**
+ * The permanent failure for an error PostgreSQL raised over the job's data: a data
+ * exception (class 22: a NUL or an untranslatable character, a number out of range, a
+ * value too long, a sequence at its limit) or a violation of the row's own constraints.
+ * The same data fails the same way on every retry, and a failed edit that kept being
+ * retried would hold up every later edit of its product. Drizzle wraps the driver's
+ * error: the SQLSTATE is on a cause.
+ */
+export function invalidDataError(err: unknown): PermanentJobError | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && (code.startsWith("22") || ROW_VIOLATIONS.has(code))) {
+      return new PermanentJobError("INVALID_DATA", e.message);
+    }
+  }
+  return undefined;
+}

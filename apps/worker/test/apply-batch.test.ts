@@ -127,6 +127,22 @@ describe("micro-batches", () => {
   });
 });
 
+describe("product ids in a batch", () => {
+  it("creates skip the ids PUTs took ahead of the sequence, and PUTs do not move it", async () => {
+    const next = async () =>
+      Number((await rows<{ id: string }>(sql`select case when is_called then last_value + 1 else last_value end as id from products_id_seq`))[0]!.id);
+    const n = await next();
+    await batch([put(n, "put-n", 1, null), put(n + 2, "put-n+2", 1, null), put(2_147_483_647, "put-max", 1, null)]);
+    expect(await next()).toBe(n);
+    const tag = randomUUID().slice(0, 8);
+    const creates = [1, 2, 3].map((k) => envelope("product.create", { product: { name: `batch-${tag}-${k}`, category: "c", default_price: "1.00" } }));
+    const report = await batch([reg(`ids-${tag}@example.com`), ...creates]);
+    expect(report.fellBack).toBe(false);
+    expect(values(report).slice(1)).toEqual([n + 1, n + 3, n + 4].map((productId) => ({ status: "completed", result: { productId } })));
+    expect(await nameOf(n + 2)).toBe("put-n+2");
+  });
+});
+
 describe("per-product order inside a batch", () => {
   it("applies one product's edits in sequence order whatever order they came in, the last one wins", async () => {
     const id = 880_001;

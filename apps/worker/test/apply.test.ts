@@ -1,5 +1,7 @@
 import { productVersions, registrations } from "@ingest/db";
 import { eq, sql } from "drizzle-orm";
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { createDb } from "@ingest/db";
 import { createScratchDatabase } from "./support/scratch.js";
@@ -18,6 +20,7 @@ afterAll(async () => {
 
 
 const count = async (query: ReturnType<typeof sql>) => Number((await db.execute<{ n: string }>(query)).rows[0]!.n);
+const nameOf = async (id: number) => (await db.execute<{ name: string }>(sql`select name from products where id = ${id}`)).rows[0]?.name;
 
 describe("exactly-once effect", () => {
   it("the same job delivered twice, one after the other, applies once and answers the same result", async () => {
@@ -60,7 +63,6 @@ describe("exactly-once effect", () => {
 describe("per-product order", () => {
   const put = (productId: number, name: string, seq: number, prevSeq: number | null, prevJobId?: string) =>
     envelope("product.replace", { productId, product: { name, category: "c", default_price: "1.00" } }, { seq, prevSeq, ...(prevJobId ? { prevJobId } : {}) });
-  const nameOf = async (id: number) => (await db.execute<{ name: string }>(sql`select name from products where id = ${id}`)).rows[0]?.name;
 
   it("an edit delivered before its predecessor waits for it", async () => {
     const a = put(900_001, "A", 100, null);
@@ -91,5 +93,53 @@ describe("per-product order", () => {
     const late = put(900_003, "zombie", 301, 300, a.id);
     await applyJob(db, late);
     expect(await nameOf(900_003)).toBeUndefined();
+  });
+});
+
+describe("product ids", () => {
+  const replace = (productId: number, name: string) =>
+    envelope("product.replace", { productId, product: { name, category: "c", default_price: "1.00" } }, { seq: 1, prevSeq: null });
+  const create = (name: string) => envelope("product.create", { product: { name, category: "c", default_price: "1.00" } });
+  const createdId = async (name: string) => {
+    const outcome = await applyJob(db, create(name));
+    expect(outcome).toEqual({ status: "completed", result: { productId: expect.any(Number) } });
+    return (outcome as { result: { productId: number } }).result.productId;
+  };
+  /** The id the sequence hands out next, without taking it. */
+  const nextId = async () =>
+    Number((await db.execute<{ id: string }>(sql`select case when is_called then last_value + 1 else last_value end as id from products_id_seq`)).rows[0]!.id);
+
+  it("a PUT at the largest id leaves the sequence alone: creates after it still get fresh ids", async () => {
+    const before = await nextId();
+    expect(await applyJob(db, replace(2_147_483_647, "max"))).toEqual({ status: "completed", result: { productId: 2_147_483_647 } });
+    expect(await nextId()).toBe(before);
+    const ids = [await createdId("after-max-1"), await createdId("after-max-2"), await createdId("after-max-3")];
+    expect(ids).toEqual([before, before + 1, before + 2]);
+  });
+
+  it("a create skips the ids PUTs took ahead of the sequence, and PUTs do not move it", async () => {
+    const n = await nextId();
+    for (const id of [n, n + 1, n + 2, n + 4]) await applyJob(db, replace(id, `put-${id}`));
+    expect(await nextId()).toBe(n);
+    expect(await createdId("skips-1")).toBe(n + 3);
+    expect(await createdId("skips-2")).toBe(n + 5);
+    expect(await nameOf(n + 4)).toBe(`put-${n + 4}`);
+  });
+
+  it("a create that draws the id of a PUT not committed yet waits for it, then takes the next free id", async () => {
+    const n = await nextId();
+    const blocker = new pg.Client({ connectionString: scratch.url });
+    await blocker.connect();
+    try {
+      await blocker.query("begin");
+      await blocker.query("insert into products (id, name, category, default_price) values ($1, 'in flight', 'c', 1)", [n]);
+      const created = applyJob(db, create("behind-put"));
+      expect(await Promise.race([created, sleep(300).then(() => "waiting")])).toBe("waiting");
+      await blocker.query("commit");
+      expect(await created).toEqual({ status: "completed", result: { productId: n + 1 } });
+      expect(await nameOf(n)).toBe("in flight");
+    } finally {
+      await blocker.end();
+    }
   });
 });

@@ -158,6 +158,12 @@ describe("identity sequences", () => {
     }).toEqual(expected);
   });
 
+  it("move past the imported ids only, not up to a product a client PUT far above them", async () => {
+    await db.query("INSERT INTO products (id, name, category, default_price) VALUES (2147483647, 'put at the largest id', 'c', 1)");
+    await load(await seeded(5));
+    expect(await db.query("SELECT nextval(pg_get_serial_sequence('products', 'id'))::int AS id")).toEqual([{ id: 6 }]);
+  });
+
   it("never move backwards", async () => {
     await db.query("SELECT setval(pg_get_serial_sequence('products', 'id'), 10000)");
     await load(await seeded(5));

@@ -1,19 +1,13 @@
-import { products } from "@ingest/db";
 import type { Handler } from "./types.js";
-import { productColumns, replaceFeatures } from "./product-rows.js";
+import { insertAtFreeId, productColumns, replaceFeatures } from "./product-rows.js";
 
 export const createProduct: Handler<"product.create"> = async (tx, { product }) => {
-  // An id taken by an earlier PUT makes the insert conflict; draw the next one.
+  // A miss means a concurrent PUT took the id drawn; each draw moves past it.
   for (let attempt = 0; attempt < 5; attempt++) {
-    const rows = await tx
-      .insert(products)
-      .values(productColumns(product))
-      .onConflictDoNothing({ target: products.id })
-      .returning({ id: products.id });
-    const row = rows[0];
-    if (row) {
-      await replaceFeatures(tx, row.id, product.features ?? []);
-      return { productId: row.id };
+    const id = await insertAtFreeId(tx, productColumns(product));
+    if (id !== undefined) {
+      await replaceFeatures(tx, id, product.features ?? []);
+      return { productId: id };
     }
   }
   throw new Error("could not draw a free product id");

@@ -1,6 +1,6 @@
 import { products } from "@ingest/db";
 import type { Handler } from "./types.js";
-import { bumpProductSequence, productColumns, replaceFeatures, touch } from "./product-rows.js";
+import { productColumns, replaceFeatures, touch } from "./product-rows.js";
 
 export const replaceProduct: Handler<"product.replace"> = async (tx, { productId, product }) => {
   const columns = productColumns(product);
@@ -8,7 +8,6 @@ export const replaceProduct: Handler<"product.replace"> = async (tx, { productId
     .insert(products)
     .values({ id: productId, ...columns })
     .onConflictDoUpdate({ target: products.id, set: { ...columns, ...touch } });
-  await bumpProductSequence(tx, productId);
   await replaceFeatures(tx, productId, product.features ?? []);
   return { productId };
 };

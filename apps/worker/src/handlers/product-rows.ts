@@ -32,11 +32,29 @@ export function patchColumns(p: TProductPatch) {
   return set;
 }
 
-/** Explicit ids (PUT) may run ahead of the identity sequence; keep it ahead of them. */
-export async function bumpProductSequence(tx: Tx, productId: number): Promise<void> {
-  await tx.execute(sql`
-    select setval(pg_get_serial_sequence('products', 'id'), ${productId})
-    where ${productId} > (select last_value from products_id_seq)`);
+/**
+ * Inserts a product at the identity sequence's next id that no row holds, skipping
+ * the ids PUTs took ahead of the sequence, in one statement however many in a row they
+ * took. PUTs never move the sequence, so no client id can jump or exhaust it.
+ * Answers undefined when the id drawn was taken by a PUT not committed yet: the
+ * caller draws again.
+ */
+export async function insertAtFreeId(tx: Tx, columns: ReturnType<typeof productColumns>): Promise<number | undefined> {
+  const { rows } = await tx.execute<{ id: number }>(sql`
+    with recursive probe(id) as (
+      select nextval('products_id_seq')
+      union all
+      select nextval('products_id_seq') from probe
+      where exists (select 1 from products p where p.id = probe.id)
+    )
+    insert into products (id, name, slogan, description, category, default_price)
+    select id, ${columns.name}::varchar, ${columns.slogan}::text, ${columns.description}::text,
+      ${columns.category}::varchar, ${columns.defaultPrice}::numeric
+    from probe
+    where not exists (select 1 from products p where p.id = probe.id)
+    on conflict (id) do nothing
+    returning id`);
+  return rows[0]?.id;
 }
 
 export const touch = { updatedAt: sql`now()` };

@@ -69,10 +69,14 @@ export function insertSql(spec: TableSpec): string {
 SELECT ${cols} FROM ${stage(spec)} s WHERE NOT EXISTS (SELECT 1 FROM ${spec.table} x WHERE x.id = s.id)`;
 }
 
-/** Moves the table's identity sequence past the largest id, never backwards. */
+/**
+ * Moves the table's identity sequence past the ids this file loaded, never backwards.
+ * Only the loaded ids count, not the table's largest: a product a client PUT at a high
+ * id must not drag the sequence up (to its limit at 2147483647); creates skip such ids.
+ */
 export function advanceSequenceSql(spec: TableSpec): string {
   return `SELECT setval(seq, max_id) FROM (
-  SELECT pg_get_serial_sequence('${spec.table}', 'id') AS seq, (SELECT max(id) FROM ${spec.table}) AS max_id
+  SELECT pg_get_serial_sequence('${spec.table}', 'id') AS seq, (SELECT max(id) FROM ${stage(spec)}) AS max_id
 ) s
 WHERE max_id IS NOT NULL AND max_id > coalesce(pg_sequence_last_value(seq::regclass), 0)`;
 }

@@ -17,8 +17,8 @@ export type Scratch = {
  * A database of the test file's own, made from the real migrations: imports write
  * whole tables, which must not meet the rows other test files write meanwhile.
  */
-export async function createScratchDatabase(label: string): Promise<Scratch> {
-  const db = await createScratchDb(`${label}_${randomBytes(3).toString("hex")}`);
+export async function createScratchDatabase(label: string, opts: { encoding?: "LATIN1" } = {}): Promise<Scratch> {
+  const db = await createScratchDb(`${label}_${randomBytes(3).toString("hex")}`, opts);
   return {
     url: db.url,
     query: async (sql, params) => (await db.pool.query(sql, params)).rows,
