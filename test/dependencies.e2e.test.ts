@@ -24,7 +24,8 @@ describe("PostgreSQL unavailable", () => {
       expect(r.status).toBe(202);
       const ready = await request(api.url, "GET", "/readyz");
       expect(ready.status).toBe(503);
-      expect(ready.body).toMatchObject({ postgres: "down", redis: "up" });
+      expect(ready.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+      expect(ready.body).toMatchObject({ status: 503, checks: { postgres: "down", redis: "up" } });
       expect((await request(api.url, "GET", `/jobs/${r.body.jobId}`)).body.state).toBe("queued");
 
       // A worker that cannot reach PostgreSQL retries with backoff instead of losing the job.

@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import type { AddressInfo } from "node:net";
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { inject } from "vitest";
 import { createDb, type DbHandle } from "@ingest/db";
 import { createApp } from "../../apps/api/src/app.js";
+import { createApiServer } from "../../apps/api/src/server.js";
 import { createRuntime, type Runtime } from "../../apps/api/src/deps.js";
 import { loadEnv } from "../../apps/api/src/env.js";
 import { createLogger } from "../../apps/api/src/logger.js";
@@ -45,7 +46,7 @@ export async function startApi(
   });
   const runtime = createRuntime(env, createLogger(env.LOG_LEVEL, false));
   if (!opts.skipReady) await runtime.ready();
-  const server = createServer(createApp(runtime.deps));
+  const server = createApiServer(createApp(runtime.deps));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {

@@ -8,6 +8,7 @@ import type { Metrics } from "./metrics.js";
 import type { Auth } from "./middleware/auth.js";
 import type { QueueGuard } from "./middleware/queue-guard.js";
 import { edge } from "./middleware/edge.js";
+import { methodNotAllowed } from "./middleware/method-not-allowed.js";
 import type { Shedder } from "./middleware/shed.js";
 import { docsRoutes } from "./routes/docs.js";
 import { healthRoutes, type HealthDeps } from "./routes/health.js";
@@ -68,7 +69,7 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
   app.use(healthRoutes(deps.health));
-  app.get("/metrics", deps.metrics.handler);
+  app.route("/metrics").get(deps.metrics.handler).all(methodNotAllowed(["GET", "HEAD"]));
   app.use(docsRoutes());
   if (deps.board) app.use(boardRoutes(deps.queues, deps.board));
   app.use(jobRoutes(deps.jobs));

@@ -14,11 +14,24 @@ export function idempotencyFor(req: Request, payload: unknown, subject?: string)
       errors: [{ path: "header/Idempotency-Key", message: "must be 1 to 255 printable ASCII characters" }],
     });
   }
+  // Node joins repeated headers with ", ", which a single key may contain too: only then
+  // count the raw headers.
+  if (raw.includes(", ") && repeated(req.rawHeaders, "idempotency-key")) {
+    throw new AppError("bad_request", "Send one Idempotency-Key header, not several.", {
+      errors: [{ path: "header/Idempotency-Key", message: "must be sent once" }],
+    });
+  }
   const fingerprint = createHash("sha256")
     .update(`${req.method} ${req.baseUrl}${req.path}\n${stableStringify(payload)}`)
     .digest("base64url");
   // Keys are per client: the token's subject; without auth every client shares one scope.
   return { scope: subject === undefined ? "anonymous" : `sub:${subject}`, key: raw, fingerprint };
+}
+
+function repeated(rawHeaders: string[], name: string): boolean {
+  let seen = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === name) seen++;
+  return seen > 1;
 }
 
 /** JSON with object keys sorted, so the same body in another key order matches. */

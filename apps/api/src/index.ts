@@ -1,10 +1,10 @@
 import cluster from "node:cluster";
-import { createServer } from "node:http";
 import { createApp } from "./app.js";
 import { runPrimary } from "./cluster.js";
 import { createRuntime } from "./deps.js";
 import { checkEnv, loadEnv } from "./env.js";
 import { createLogger } from "./logger.js";
+import { createApiServer } from "./server.js";
 
 const env = (() => {
   try {
@@ -28,7 +28,7 @@ if (env.API_PROCESSES !== 1 && cluster.isPrimary) {
 
 function serve(): void {
   const runtime = createRuntime(env, log);
-  const server = createServer(createApp(runtime.deps));
+  const server = createApiServer(createApp(runtime.deps));
   // Longer than a load balancer's idle timeout, so it never reuses a socket we closed.
   server.keepAliveTimeout = 65_000;
 

@@ -70,7 +70,7 @@ function write(summary: string, body: string | undefined, scope: string, params:
     ...(body ? { requestBody: { required: true, content: { "application/json": { schema: ref(body) } } } } : {}),
     responses: {
       "202": { ...json(ref("Accepted"), "Stored as a job"), headers: { Location: { schema: { type: "string" } } } },
-      "400": problem("Invalid body, id or header"),
+      "400": problem("Invalid body, id or header: fields that break the schema (listed in `errors`), a body that is not JSON or not UTF-8"),
       "401": problem("Bearer token missing or invalid (when auth is on)"),
       "403": problem("Token lacks the scope"),
       "409": problem("The first request with this Idempotency-Key is still being accepted"),
@@ -106,7 +106,7 @@ export function openApiDocument(): object {
       description: "Writes are validated, stored as jobs and answered 202; GET /jobs/{id} follows them to PostgreSQL.",
     },
     components: {
-      securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } },
+      securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" }, basic: { type: "http", scheme: "basic" } },
       schemas: {
         Registration: strip(ZRegistration),
         Product: strip(ZProduct),
@@ -140,7 +140,7 @@ export function openApiDocument(): object {
           ...write("Many product operations in one request", undefined, "products:write"),
           description:
             "`application/x-ndjson`: one operation per line (a `BulkLine`: create, replace, patch or delete), read as it arrives, up to BULK_MAX_LINES lines (default 10 000). Each line is validated on its own: the valid ones are stored as one batch job in the bulk lane (which never delays interactive writes), the invalid ones are listed in `errors` by line (`/lines/<n>/...`). GET /jobs/{id} reports the batch's counts — accepted, applied, failed (with line numbers), invalid. Edits of one product keep their acceptance order within and across batches and interactive writes. With no valid line: 400.",
-          requestBody: { required: true, content: { "application/x-ndjson": { schema: ref("BulkLine"), description: "one BulkLine per line" } } },
+          requestBody: { required: true, description: "one BulkLine per line", content: { "application/x-ndjson": { schema: ref("BulkLine") } } },
         },
       },
       "/products/{id}": {
@@ -161,9 +161,34 @@ export function openApiDocument(): object {
           responses: { "200": json(ref("JobStatus")), "404": problem("Unknown job"), "503": problem("Status unavailable") },
         },
       },
-      "/healthz": { get: { summary: "Liveness", responses: { "200": { description: "alive" } } } },
-      "/readyz": { get: { summary: "Readiness", responses: { "200": { description: "ready" }, "503": { description: "not ready" } } } },
-      "/metrics": { get: { summary: "Prometheus metrics", responses: { "200": { description: "text exposition format" } } } },
+      "/healthz": {
+        get: { summary: "Liveness: 200 while the process lives", responses: { "200": json({ type: "object", properties: { status: { const: "ok" } } }, "alive") } },
+      },
+      "/readyz": {
+        get: {
+          summary: "Readiness: Redis and PostgreSQL answer and the process is not draining",
+          responses: {
+            "200": json({ type: "object", properties: { status: { const: "ready" }, draining: { type: "boolean" } }, additionalProperties: { enum: ["up", "down"] } }, "ready"),
+            "503": {
+              ...problem("Not ready: the problem's `checks` member says which dependency is `down`, `draining` whether the process is shutting down"),
+              headers: { "Retry-After": { schema: { type: "integer" } } },
+            },
+          },
+        },
+      },
+      "/metrics": {
+        get: { summary: "Prometheus metrics", responses: { "200": { description: "text exposition format", content: { "text/plain": { schema: { type: "string" } } } } } },
+      },
+      "/openapi.json": { get: { summary: "This document", responses: { "200": json({ type: "object" }, "OpenAPI 3.1") } } },
+      "/docs": { get: { summary: "A page to read this document (Swagger UI)", responses: { "200": { description: "HTML", content: { "text/html": { schema: { type: "string" } } } } } } },
+      "/admin/queues": {
+        get: {
+          summary: "Bull Board over every queue, for operators",
+          description: "Served when ADMIN_USER and ADMIN_PASSWORD are set, behind HTTP Basic auth.",
+          security: [{ basic: [] }],
+          responses: { "200": { description: "HTML", content: { "text/html": { schema: { type: "string" } } } }, "401": problem("Credentials missing or wrong") },
+        },
+      },
     },
   };
 }

@@ -1,8 +1,11 @@
+import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { Ajv2020 } from "ajv/dist/2020.js";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ZRegistration } from "@ingest/jobs";
 import { request, startApi, testEnv, waitFor, type Api } from "../../../test/support/harness.js";
+import { freePort } from "../../../test/support/private-redis.js";
 
 const { prefix } = testEnv("ops");
 const registration = (n: string | number) => ({ email: `ops${n}@example.com`, name: `Ops ${n}` });
@@ -73,6 +76,72 @@ describe("operator surfaces", () => {
     expect(page.status).toBe(200);
     expect(page.text).toContain("swagger-ui-bundle.js");
     expect((await request(api.url, "GET", "/docs/assets/swagger-ui-bundle.js")).status).toBe(200);
+  });
+
+  it("the OpenAPI document is valid OpenAPI 3.1 and describes the operational routes", async () => {
+    // The OpenAPI Initiative's own schema of 3.1 documents (spec.openapis.org/oas/3.1/schema/2022-10-07).
+    // Ajv resolves its "$dynamicRef": "#meta" to the document's root rather than to the one
+    // "$dynamicAnchor": "meta" ($defs/schema); with no other dialect they are the same $ref.
+    const text = readFileSync(new URL("./fixtures/openapi-3.1.schema.json", import.meta.url), "utf8");
+    const oas = JSON.parse(text.replaceAll('"$dynamicRef": "#meta"', '"$ref": "#/$defs/schema"')) as object;
+    const validate = new Ajv2020({ allErrors: true, strict: false, validateFormats: false }).compile(oas);
+    const doc = (await request(api.url, "GET", "/openapi.json")).body;
+    expect(validate(doc), JSON.stringify(validate.errors, null, 1)).toBe(true);
+    // What that schema leaves to the spec's prose: a Media Type Object has no description.
+    for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, any>>)) {
+      for (const [method, op] of Object.entries(item)) {
+        for (const [type, media] of Object.entries({ ...op.requestBody?.content })) {
+          expect(Object.keys(media as object), `${method} ${path} ${type}`).toEqual(["schema"]);
+        }
+      }
+    }
+    expect(doc.paths["/products/bulk"].post.requestBody.description).toBe("one BulkLine per line");
+    for (const path of ["/healthz", "/readyz", "/metrics", "/jobs/{id}", "/openapi.json", "/docs", "/admin/queues"]) {
+      expect(doc.paths[path]?.get?.summary, path).toEqual(expect.any(String));
+    }
+    expect(doc.paths["/readyz"].get.responses["503"].content["application/problem+json"]).toBeDefined();
+    expect(doc.components.schemas.Product.properties.slogan.anyOf[0].pattern).toBe("^[^\\u0000\\uD800-\\uDFFF]*$");
+  });
+
+  it("operational routes answer other methods with 405 and Allow: GET, HEAD, as problem+json", async () => {
+    for (const path of ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"]) {
+      for (const method of ["POST", "PUT", "DELETE"]) {
+        const r = await request(api.url, method, path, { json: {} });
+        expect(r.status, `${method} ${path}`).toBe(405);
+        expect(r.headers.get("allow")).toBe("GET, HEAD");
+        expect(r.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+        expect(r.body).toMatchObject({ type: "/problems/method-not-allowed", status: 405 });
+      }
+      expect((await request(api.url, "HEAD", path)).status, `HEAD ${path}`).toBe(200);
+    }
+  });
+
+  it("/readyz answers 200 when ready, and 503 problem+json with Retry-After and each dependency's check when not", async () => {
+    const ready = await request(api.url, "GET", "/readyz");
+    expect(ready.status).toBe(200);
+    expect(ready.body).toEqual({ status: "ready", draining: false, redis: "up", postgres: "up" });
+    const blind = await startApi(`${prefix.slice(0, -1)}-notready}`, { DATABASE_URL: `postgres://postgres@127.0.0.1:${await freePort()}/nowhere` });
+    try {
+      const r = await request(blind.url, "GET", "/readyz");
+      expect(r.status).toBe(503);
+      expect(r.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+      expect(r.headers.get("retry-after")).toBe("2");
+      expect(r.headers.get("cache-control")).toBe("no-store");
+      expect(r.body).toEqual({
+        type: "/problems/not-ready",
+        title: "Not ready",
+        status: 503,
+        detail: "Not ready: postgres does not answer.",
+        draining: false,
+        checks: { redis: "up", postgres: "down" },
+      });
+      blind.runtime.setDraining();
+      const draining = await request(blind.url, "GET", "/readyz");
+      expect(draining.status).toBe(503);
+      expect(draining.body).toMatchObject({ draining: true, detail: expect.stringContaining("shutting down") });
+    } finally {
+      await blind.close();
+    }
   });
 
   it("sets security headers and hides the framework", async () => {

@@ -1,7 +1,7 @@
 import type { Static, TSchema } from "@sinclair/typebox";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import addFormatsModule from "ajv-formats";
-import { MAX_PRICE } from "./payloads.js";
+import { NO_NUL_PATTERN, NOT_BLANK_PATTERN, PRICE_PATTERN } from "./payloads.js";
 
 export type FieldError = { path: string; message: string };
 export type Checked<T> = { ok: true; value: T } | { ok: false; errors: FieldError[] };
@@ -10,7 +10,9 @@ export type Checked<T> = { ok: true; value: T } | { ok: false; errors: FieldErro
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ??
   addFormatsModule) as unknown as (ajv: Ajv, formats: string[]) => Ajv;
 
-const ajv = new Ajv({ allErrors: true, strict: false, coerceTypes: false, useDefaults: false });
+// verbose: errors carry their schema and data, which the messages below read; it costs
+// nothing on the success path.
+const ajv = new Ajv({ allErrors: true, verbose: true, strict: false, coerceTypes: false, useDefaults: false });
 addFormats(ajv, ["email"]);
 
 const compiled = new WeakMap<TSchema, ValidateFunction>();
@@ -26,17 +28,48 @@ function compile(schema: TSchema): ValidateFunction {
   return fn;
 }
 
-function describe(e: ErrorObject, schemaDescription?: string): FieldError {
+const PRICE_MESSAGE = 'must be a non-negative decimal with at most 2 decimals, like "140.00"';
+const NUL_MESSAGE = "must not contain NUL characters or unpaired surrogates";
+// What NO_NUL_PATTERN refuses, to tell it from a blank string.
+const UNSTORABLE = /[\u0000\uD800-\uDFFF]/u;
+const PRICE = new RegExp(PRICE_PATTERN);
+
+type Branch = { type?: string; const?: unknown; pattern?: string };
+
+const joinPath = (base: string, key: string) => `${base}/${key.replaceAll("~", "~0").replaceAll("/", "~1")}`;
+
+// Messages name the rule that was broken, in the client's terms.
+function describe(e: ErrorObject): FieldError {
   const path = e.instancePath || "/";
+  const limit = e.params.limit as number;
   switch (e.keyword) {
     case "additionalProperties":
       return { path: joinPath(e.instancePath, String(e.params.additionalProperty)), message: "is not a known field" };
     case "required":
       return { path: joinPath(e.instancePath, String(e.params.missingProperty)), message: "is required" };
-    case "anyOf":
-      return { path, message: `must be ${schemaDescription ?? "one of the allowed types"}` };
     case "pattern":
-      return { path, message: e.schemaPath.includes("default_price") ? "must be a decimal" : "must not be blank" };
+      switch (e.params.pattern) {
+        case PRICE_PATTERN:
+          return { path, message: PRICE_MESSAGE };
+        case NO_NUL_PATTERN:
+          return { path, message: NUL_MESSAGE };
+        case NOT_BLANK_PATTERN:
+          return { path, message: UNSTORABLE.test(String(e.data)) ? NUL_MESSAGE : "must not be blank" };
+        default:
+          return { path, message: "has an invalid format" };
+      }
+    case "maxLength":
+      return { path, message: `must be at most ${limit} characters` };
+    case "minLength":
+      return { path, message: limit === 1 ? "must not be empty" : `must be at least ${limit} characters` };
+    case "maxItems":
+      return { path, message: `must have at most ${limit} items` };
+    case "minimum":
+      return { path, message: `must be at least ${limit}` };
+    case "maximum":
+      return { path, message: `must be at most ${limit}` };
+    case "format":
+      return { path, message: e.params.format === "email" ? "must be an email address" : `must be a valid ${String(e.params.format)}` };
     case "minProperties":
       return { path, message: "must have at least one field" };
     default:
@@ -44,16 +77,36 @@ function describe(e: ErrorObject, schemaDescription?: string): FieldError {
   }
 }
 
-const joinPath = (base: string, key: string) => `${base}/${key.replaceAll("~", "~0").replaceAll("/", "~1")}`;
+/**
+ * A union fails with one error per branch plus its own; say what the value's own
+ * branch wanted (a string too long, not "must match a schema in anyOf").
+ */
+function describeUnion(union: ErrorObject, branchErrors: ErrorObject[]): FieldError[] {
+  const path = union.instancePath || "/";
+  const branches = union.schema as Branch[];
+  if (branches.some((b) => b.pattern === PRICE_PATTERN)) return [{ path, message: PRICE_MESSAGE }];
+  if (branches.every((b) => "const" in b)) {
+    return [{ path, message: `must be one of ${branches.map((b) => JSON.stringify(b.const)).join(", ")}` }];
+  }
+  const ofItsType = branchErrors.filter((e) => e.keyword !== "type" || e.instancePath !== union.instancePath);
+  if (ofItsType.length) return explain(ofItsType);
+  return [{ path, message: `must be ${branches.map((b) => b.type ?? "valid").join(" or ")}` }];
+}
+
+function explain(errors: ErrorObject[]): FieldError[] {
+  const unions = errors.filter((e) => e.keyword === "anyOf");
+  const inside = (e: ErrorObject, u: ErrorObject) => e !== u && e.schemaPath.startsWith(`${u.schemaPath}/`);
+  return errors
+    .filter((e) => !unions.some((u) => inside(e, u)))
+    // An empty string is blank too; minLength already says it must not be empty.
+    .filter((e) => !(e.keyword === "pattern" && e.data === "" && e.params.pattern === NOT_BLANK_PATTERN))
+    .flatMap((e) => (e.keyword === "anyOf" ? describeUnion(e, errors.filter((b) => inside(b, e))) : [describe(e)]));
+}
 
 function formatErrors(errors: ErrorObject[]): FieldError[] {
-  // A union reports one error per branch plus the anyOf; keep the anyOf alone.
-  const unionPaths = new Set(errors.filter((e) => e.keyword === "anyOf").map((e) => e.instancePath));
   const out: FieldError[] = [];
   const seen = new Set<string>();
-  for (const e of errors) {
-    if (e.keyword !== "anyOf" && unionPaths.has(e.instancePath)) continue;
-    const described = describe(e, (e.parentSchema as { description?: string } | undefined)?.description);
+  for (const described of explain(errors)) {
     const key = `${described.path}\u0000${described.message}`;
     if (!seen.has(key)) {
       seen.add(key);
@@ -63,15 +116,16 @@ function formatErrors(errors: ErrorObject[]): FieldError[] {
   return out;
 }
 
-/** Prices travel as decimal strings with two decimals; numbers are accepted and normalised. */
+/**
+ * Prices travel as decimal strings with two decimals; numbers are accepted and
+ * normalised. A number is judged by its shortest decimal form (String(n)), the digits
+ * the client most likely wrote: 12.5 is "12.50", but 0.1 + 0.2 (0.30000000000000004),
+ * 1e-7 and 1e+21 are refused rather than rounded.
+ */
 export function normalisePrice(value: string | number): string | undefined {
-  if (typeof value === "number") {
-    if (!Number.isFinite(value) || value < 0 || value > MAX_PRICE) return undefined;
-    const cents = Math.round(value * 100);
-    if (Math.abs(cents - value * 100) > 1e-6 * Math.max(1, Math.abs(value))) return undefined;
-    return (cents / 100).toFixed(2);
-  }
-  const [whole = "0", frac = ""] = value.split(".");
+  const decimal = typeof value === "number" ? String(value) : value;
+  if (!PRICE.test(decimal)) return undefined;
+  const [whole = "0", frac = ""] = decimal.split(".");
   return `${whole}.${frac.padEnd(2, "0")}`;
 }
 
@@ -80,7 +134,7 @@ function normalisePrices(value: unknown, path: string, errors: FieldError[]): vo
   for (const [key, v] of Object.entries(value)) {
     if (key === "default_price" && (typeof v === "string" || typeof v === "number")) {
       const price = normalisePrice(v);
-      if (price === undefined) errors.push({ path: `${path}/${key}`, message: "must have at most 2 decimals" });
+      if (price === undefined) errors.push({ path: `${path}/${key}`, message: PRICE_MESSAGE });
       else (value as Record<string, unknown>)[key] = price;
     } else if (v && typeof v === "object" && !Array.isArray(v)) {
       normalisePrices(v, `${path}/${key}`, errors);

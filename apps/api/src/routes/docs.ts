@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import express, { Router } from "express";
+import { methodNotAllowed } from "../middleware/method-not-allowed.js";
 import { openApiDocument } from "../openapi.js";
 
 const require = createRequire(import.meta.url);
@@ -18,15 +19,25 @@ const INIT = `window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swag
 export function docsRoutes(): Router {
   const router = Router();
   const doc = JSON.stringify(openApiDocument());
-  router.get("/openapi.json", (_req, res) => {
-    res.type("application/json").set("Cache-Control", "public, max-age=300").send(doc);
-  });
-  router.get("/docs", (_req, res) => {
-    res.type("html").send(PAGE);
-  });
-  router.get("/docs/init.js", (_req, res) => {
-    res.type("application/javascript").send(INIT);
-  });
+  const getOnly = methodNotAllowed(["GET", "HEAD"]);
+  router
+    .route("/openapi.json")
+    .get((_req, res) => {
+      res.type("application/json").set("Cache-Control", "public, max-age=300").send(doc);
+    })
+    .all(getOnly);
+  router
+    .route("/docs")
+    .get((_req, res) => {
+      res.type("html").send(PAGE);
+    })
+    .all(getOnly);
+  router
+    .route("/docs/init.js")
+    .get((_req, res) => {
+      res.type("application/javascript").send(INIT);
+    })
+    .all(getOnly);
   router.use("/docs/assets", express.static(SWAGGER_UI, { index: false, maxAge: "1d" }));
   return router;
 }

@@ -1,5 +1,7 @@
 import { withTimeout } from "@ingest/config";
 import { Router } from "express";
+import { AppError } from "../errors.js";
+import { methodNotAllowed } from "../middleware/method-not-allowed.js";
 
 export type HealthDeps = { checks: Record<string, () => Promise<unknown>>; isDraining: () => boolean; timeoutMs?: number };
 
@@ -11,20 +13,31 @@ const probe = (check: () => Promise<unknown>, timeoutMs: number): Promise<boolea
 
 export function healthRoutes({ checks, isDraining, timeoutMs = 1_000 }: HealthDeps): Router {
   const router = Router();
-  router.get("/healthz", (_req, res) => {
-    res.set("Cache-Control", "no-store").json({ status: "ok" });
-  });
-  router.get("/readyz", async (_req, res) => {
-    const names = Object.keys(checks);
-    const results = await Promise.all(names.map((n) => probe(checks[n]!, timeoutMs)));
-    const deps = Object.fromEntries(names.map((n, i) => [n, results[i] ? "up" : "down"]));
-    const draining = isDraining();
-    const ready = !draining && results.every(Boolean);
-    if (!ready) res.set("Retry-After", "2");
-    res
-      .status(ready ? 200 : 503)
-      .set("Cache-Control", "no-store")
-      .json({ status: ready ? "ready" : "unavailable", draining, ...deps });
-  });
+  const getOnly = methodNotAllowed(["GET", "HEAD"]);
+  router
+    .route("/healthz")
+    .get((_req, res) => {
+      res.set("Cache-Control", "no-store").json({ status: "ok" });
+    })
+    .all(getOnly);
+  router
+    .route("/readyz")
+    .get(async (_req, res) => {
+      const names = Object.keys(checks);
+      const results = await Promise.all(names.map((n) => probe(checks[n]!, timeoutMs)));
+      const deps = Object.fromEntries(names.map((n, i) => [n, results[i] ? "up" : "down"]));
+      const draining = isDraining();
+      res.set("Cache-Control", "no-store");
+      if (!draining && results.every(Boolean)) {
+        res.json({ status: "ready", draining, ...deps });
+        return;
+      }
+      const down = names.filter((_n, i) => !results[i]);
+      const detail = draining
+        ? "The process is shutting down and takes no new work."
+        : `Not ready: ${down.join(" and ")} ${down.length > 1 ? "do" : "does"} not answer.`;
+      throw new AppError("not_ready", detail, { retryAfterS: 2, members: { draining, checks: deps } });
+    })
+    .all(getOnly);
   return router;
 }

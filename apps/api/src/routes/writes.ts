@@ -134,7 +134,7 @@ export function writeRoutes(producer: Producer, opts: WriteOptions): Router {
   // Before /products/:id, whose methods would otherwise answer for it.
   router
     .route("/products/bulk")
-    .post(productsGuards, requireNdjson, acceptBulk)
+    .post(productsGuards, requireNdjson(opts.bulk.maxBytes), acceptBulk)
     .all(methodNotAllowed(["POST"]));
 
   const withId = (req: Request) => parseProductId(String(req.params.id));
