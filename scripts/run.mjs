@@ -96,16 +96,28 @@ async function main(command) {
       for (let i = 0; i < workers; i++) {
         children.push(node("apps/worker/dist/index.js", { ...env, WORKER_METRICS_PORT: String(metricsBase + i) }));
       }
+      let stopped = false;
+      supervise(children, async (code) => {
+        stopped = true;
+        await svc.stop();
+        process.exit(code);
+      });
+      // Where to look, once the API answers (a process that fails at start says why instead).
+      console.log(`> starting the API and ${workers} worker process(es)…`);
+      const host = env.HOST && !["0.0.0.0", "::"].includes(env.HOST) ? env.HOST : "127.0.0.1";
+      const started = Date.now();
+      while (!stopped && Date.now() - started < 60_000) {
+        const up = await fetch(`http://${host}:${port}/healthz`).then((r) => r.ok, () => false);
+        if (up) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      if (stopped) return;
       console.log(`> API:        http://localhost:${port}`);
       console.log(`> Bull Board: http://localhost:${port}/admin/queues (ADMIN_USER/ADMIN_PASSWORD)`);
       console.log(`> API docs:   http://localhost:${port}/docs`);
       console.log(`> Metrics:    http://localhost:${port}/metrics, workers on :${metricsBase}-${metricsBase + workers - 1}`);
       console.log(`> Job status: http://localhost:${port}/jobs/<jobId>`);
       console.log(`> ${workers} worker process(es); Ctrl-C stops everything`);
-      supervise(children, async (code) => {
-        await svc.stop();
-        process.exit(code);
-      });
       return;
     }
     case "test": {
