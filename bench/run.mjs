@@ -116,8 +116,9 @@ async function report({ machine, results }) {
   });
   await writeFile(join(dir, `${stamp}.json`), `${JSON.stringify(doc, null, 2)}\n`);
   await writeFile(join(dir, `${stamp}.svg`), svg);
-  // latest.* is what the README shows: only a run of every default scenario replaces it.
-  const full = SCENARIOS.every((s) => opts.only.includes(s));
+  // latest.* is what the README shows: only a full-length run of every default scenario
+  // replaces it (not --quick, whose single short repeats are a smoke test).
+  const full = SCENARIOS.every((s) => opts.only.includes(s)) && !opts.quick;
   if (full) {
     await copyFile(join(dir, `${stamp}.json`), join(dir, "latest.json"));
     await copyFile(join(dir, `${stamp}.svg`), join(dir, "latest.svg"));
@@ -127,7 +128,7 @@ async function report({ machine, results }) {
   const missed = verdicts.filter((v) => v.met === false);
   console.log(`targets: ${met} met, ${missed.length} not met, ${verdicts.length - met - missed.length} not judged`);
   for (const v of missed) console.log(`  NOT MET: ${v.figure}${v.against ? ` vs ${v.against}` : ""}: ${v.ratio === undefined ? "" : `${v.ratio.toFixed(2)}× `}(target ${typeof v.target === "number" ? `≥ ${v.target}×` : v.target})`);
-  console.log(`results: bench/results/${stamp}.json, bench/results/${stamp}.svg (${full ? "copied to latest.*" : "partial run: latest.* left as it was"})`);
+  console.log(`results: bench/results/${stamp}.json, bench/results/${stamp}.svg (${full ? "copied to latest.*" : `${opts.quick ? "quick" : "partial"} run: latest.* left as it was`})`);
 }
 
 let code = 0;
