@@ -15,7 +15,7 @@ afterAll(async () => {
   await Promise.all(apis.map((a) => a.close()));
   for (const r of redises) {
     r.resume();
-    await r.kill();
+    await r.remove();
   }
   await Promise.all(dbs.map((d) => d.drop()));
 });

@@ -38,7 +38,7 @@ describe("queue Redis unavailable", () => {
       expect(after.status).toBe(202);
     } finally {
       await api.close();
-      await redis.kill();
+      await redis.remove();
     }
   });
 

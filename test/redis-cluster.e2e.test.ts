@@ -23,7 +23,8 @@ beforeAll(async () => {
   await cluster.start();
   const env = { REDIS_CLUSTER_NODES: cluster.nodesEnv };
   // No in-process copies: every HIT below comes from the cluster.
-  api = await startApi(prefix, { ...env, CACHE_LOCAL_TTL_MS: "0", RATE_LIMIT_PER_MIN: "1000000" });
+  // A 202 once a replica has the job: a failover (or a hung master back as a replica) then loses none.
+  api = await startApi(prefix, { ...env, CACHE_LOCAL_TTL_MS: "0", RATE_LIMIT_PER_MIN: "1000000", REDIS_WAIT_REPLICAS: "1" });
   // Short locks: a job whose completion a frozen master swallowed runs again within seconds.
   worker = await spawnWorker(prefix, { ...env, LOCK_DURATION_MS: "5000", STALLED_INTERVAL_MS: "5000" });
 }, 60_000);

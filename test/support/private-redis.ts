@@ -1,4 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createServer } from "node:net";
 import { Redis } from "ioredis";
 import { waitFor } from "./harness.js";
@@ -14,10 +17,14 @@ export async function freePort(): Promise<number> {
 /** A throwaway redis-server of our own, to kill and restart under the service. */
 export class PrivateRedis {
   private proc: ChildProcess | undefined;
-  /** With `aofDir`, every write is fsynced to an append-only file there before Redis answers. */
+  private tempDir: string | undefined;
+  /**
+   * With `aofDir`, every write is fsynced to an append-only file there before Redis answers;
+   * with `replicaOf`, the server replicates the one on that port.
+   */
   constructor(
     readonly port: number,
-    private readonly opts: { aofDir?: string } = {},
+    private readonly opts: { aofDir?: string; replicaOf?: number } = {},
   ) {}
 
   get url(): string {
@@ -25,10 +32,12 @@ export class PrivateRedis {
   }
 
   async start(): Promise<void> {
+    // Its files (a replica's full sync writes an RDB) go to a directory of its own, never the repository.
     const persistence = this.opts.aofDir
       ? ["--appendonly", "yes", "--appendfsync", "always", "--dir", this.opts.aofDir, "--maxmemory-policy", "noeviction"]
-      : ["--appendonly", "no"];
-    this.proc = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", ...persistence], {
+      : ["--appendonly", "no", "--dir", (this.tempDir ??= mkdtempSync(join(tmpdir(), "ingest-redis-")))];
+    const replica = this.opts.replicaOf ? ["--replicaof", "127.0.0.1", String(this.opts.replicaOf)] : [];
+    this.proc = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", ...persistence, ...replica], {
       stdio: "ignore",
     });
     await waitFor(async () => {
@@ -61,5 +70,11 @@ export class PrivateRedis {
     const exited = new Promise((resolve) => proc.once("exit", resolve));
     proc.kill("SIGKILL");
     await exited;
+  }
+
+  /** Kills the server for good and removes its directory. */
+  async remove(): Promise<void> {
+    await this.kill();
+    if (this.tempDir) rmSync(this.tempDir, { recursive: true, force: true });
   }
 }

@@ -81,15 +81,18 @@ export class PrivateRedisCluster {
     );
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${created.stdout}\n${created.stderr}`);
     // Every node agrees the cluster is up, and every replica streams from its master.
+    // (Half the nodes are replicas: until each has taken its role, a check of the others passes vacuously.)
     await waitFor(async () => {
+      let replicas = 0;
       for (const port of this.ports) {
         const info = await this.command(port, (r) => r.cluster("INFO"));
         if (!/cluster_state:ok/.test(info) || !new RegExp(`cluster_known_nodes:${this.ports.length}\\b`).test(info)) return false;
         const repl = await this.command(port, (r) => r.info("replication"));
         if (/role:slave/.test(repl) && !/master_link_status:up/.test(repl)) return false;
+        if (/role:slave/.test(repl)) replicas++;
       }
-      return true;
-    }, 20_000, "cluster_state:ok on every node");
+      return replicas === this.ports.length / 2;
+    }, 20_000, "cluster_state:ok on every node, every replica streaming");
   }
 
   /** One command on one node over a short-lived connection. */
@@ -145,11 +148,16 @@ export class PrivateRedisCluster {
   /** The master that serves the slot of this key (a hash tag such as "{ingest}"), and its replica. */
   async ownerOf(key: string): Promise<{ slot: number; master: ClusterNodeInfo; replica: ClusterNodeInfo }> {
     const slot = Number(await Promise.any(this.ports.map((port) => this.command(port, (r) => r.cluster("KEYSLOT", key)))));
-    const nodes = await this.nodes();
-    const master = nodes.find((n) => n.role === "master" && n.slots.some(([a, b]) => slot >= a && slot <= b));
-    const replica = nodes.find((n) => n.role === "replica" && n.masterId === master?.id);
-    if (!master || !replica) throw new Error(`no master with a replica for slot ${slot}`);
-    return { slot, master, replica };
+    // The node asked may not have heard the latest topology yet (after a failover): ask again for a while.
+    let found: { master?: ClusterNodeInfo; replica?: ClusterNodeInfo } = {};
+    await waitFor(async () => {
+      const nodes = await this.nodes();
+      const master = nodes.find((n) => n.role === "master" && n.slots.some(([a, b]) => slot >= a && slot <= b));
+      const replica = nodes.find((n) => n.role === "replica" && n.masterId === master?.id);
+      found = { master, replica };
+      return master && replica;
+    }, 10_000, `a master with a replica for slot ${slot}`);
+    return { slot, master: found.master!, replica: found.replica! };
   }
 
   /**

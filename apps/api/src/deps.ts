@@ -42,7 +42,13 @@ export function createRuntime(env: Env, log: Logger): Runtime {
   const { db, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-api" });
   const redisReady = () => redis.status === "ready";
   const jobs = createJobStatusReader(queues, db, redisReady);
-  const producer = new Producer({ redis, queues, prefix: env.QUEUE_PREFIX, jobExists: jobs.exists });
+  const producer = new Producer({
+    redis,
+    queues,
+    prefix: env.QUEUE_PREFIX,
+    jobExists: jobs.exists,
+    replicas: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
+  });
   const catalog = createCatalogReads(db, catalogCacheConfig(env), log);
   let draining = false;
 

@@ -29,6 +29,10 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // REDIS_URL gives only the credentials and TLS.
       REDIS_CLUSTER_NODES: hostPorts(),
       QUEUE_PREFIX: str(DEFAULT_PREFIX),
+      // A write is answered 202 only once it reached this many replicas of the queue
+      // Redis (WAIT), within the timeout, else 503; 0: once the master has it.
+      REDIS_WAIT_REPLICAS: int(0, { min: 0, max: 16 }),
+      REDIS_WAIT_TIMEOUT_MS: int(500, { min: 1, max: 10_000 }),
       BODY_LIMIT_BYTES: int(100 * 1024, { min: 1_024, max: 50 * 1024 * 1024 }),
       // POST /products/bulk: lines and bytes per request (each line within BODY_LIMIT_BYTES).
       BULK_MAX_LINES: int(DEFAULT_BULK_MAX_LINES, { min: 1, max: 1_000_000 }),

@@ -5,6 +5,7 @@ import { createBulkAdder, type AddRequest } from "./bulk-add.js";
 import type { RedisClient } from "./connection.js";
 import { BULK_JOB, bulkLineId, type BulkJobData } from "./bulk.js";
 import type { Queues } from "./queues.js";
+import { createReplicaWait, type ReplicaWait } from "./replication.js";
 import { check } from "./validate.js";
 
 // Idempotency records outlive the promised 24 hours by one.
@@ -96,6 +97,8 @@ export type ProducerDeps = {
   prefix: string;
   /** Whether a job is known anywhere (Redis or the durable ledger). */
   jobExists: (jobId: string) => Promise<boolean>;
+  /** When replicas > 0, a write is accepted only once it reached that many Redis replicas. */
+  replicas?: ReplicaWait;
 };
 
 export function hashKey(value: string): string {
@@ -105,6 +108,7 @@ export function hashKey(value: string): string {
 export class Producer {
   private readonly redis: ScriptedRedis;
   private readonly adders = new Map<QueueName, (request: AddRequest) => Promise<void>>();
+  private readonly replicated: (() => Promise<void>) | undefined;
 
   constructor(private readonly deps: ProducerDeps) {
     const redis = deps.redis as ScriptedRedis;
@@ -113,6 +117,8 @@ export class Producer {
       deps.redis.defineCommand("ingestRelease", { numberOfKeys: 1, lua: RELEASE_LUA });
     }
     this.redis = redis;
+    // Any key of the queues' slot leads the WAIT to the master that took the writes.
+    this.replicated = deps.replicas ? createReplicaWait(deps.redis, `${deps.prefix}:replication`, deps.replicas) : undefined;
   }
 
   /** Validates the payload and stores the job; resolves only once Redis has it. */
@@ -173,6 +179,7 @@ export class Producer {
     const data: BulkJobData = { ...batch, ...(opts.requestId ? { requestId: opts.requestId } : {}) };
     try {
       await withTimeout(this.deps.queues[BULK_QUEUE].add(BULK_JOB, data as never, { jobId }), ADD_TIMEOUT_MS, "bulk add");
+      await this.replicated?.();
     } catch (err) {
       if (idemKey && record) this.releaseIfAbsent(idemKey, record, jobId);
       throw err;
@@ -227,7 +234,10 @@ export class Producer {
   /** Concurrent requests' jobs go to Redis together, one pipelined addBulk per event-loop turn. */
   private adder(queue: QueueName) {
     let add = this.adders.get(queue);
-    if (!add) this.adders.set(queue, (add = createBulkAdder(this.deps.queues[queue], { timeoutMs: ADD_TIMEOUT_MS })));
+    if (!add) {
+      add = createBulkAdder(this.deps.queues[queue], { timeoutMs: ADD_TIMEOUT_MS, ...(this.replicated ? { afterAdd: this.replicated } : {}) });
+      this.adders.set(queue, add);
+    }
     return add;
   }
 
@@ -235,7 +245,11 @@ export class Producer {
   private async replay(opts: EnqueueOptions, idemKey: string, raw: string, retry: () => Promise<Accepted>): Promise<Accepted> {
     const rec = JSON.parse(raw) as IdempotencyRecord;
     if (rec.f !== opts.idempotency!.fingerprint) throw new IdempotencyConflictError("mismatch");
-    if (await this.deps.jobExists(rec.j)) return { jobId: rec.j, replayed: true };
+    if (await this.deps.jobExists(rec.j)) {
+      // The first answer may have been a 503 for want of a replica: this one must not promise more.
+      await this.replicated?.();
+      return { jobId: rec.j, replayed: true };
+    }
     if (Date.now() - rec.t < PENDING_WINDOW_MS) throw new IdempotencyConflictError("in_progress");
     // The first request never stored its job (Redis failed under it): take the key over.
     await this.redis.ingestRelease(idemKey, raw);

@@ -3,6 +3,7 @@ import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { testEnv } from "../../../test/support/harness.js";
 import { createBulkAdder } from "../src/bulk-add.js";
+import { createReplicaWait, NotReplicatedError } from "../src/replication.js";
 
 const { redisUrl, prefix } = testEnv("bulk-add");
 const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
@@ -53,5 +54,23 @@ describe("createBulkAdder", () => {
     expect(calls.single).toBe(3);
     expect(await queue.getJob("good-1")).toBeDefined();
     expect(await queue.getJob("good-2")).toBeDefined();
+  });
+
+  it("afterAdd runs once per batch, after the jobs landed; when it fails, every request of the batch fails with it", async () => {
+    let checks = 0;
+    const ok = createBulkAdder(queue, { timeoutMs: 2_000, afterAdd: async () => void checks++ });
+    await Promise.all(["after-1", "after-2", "after-3"].map((jobId) => ok({ name: "n", data: {}, jobId })));
+    expect(checks).toBe(1);
+
+    // One replica more than this Redis has: WAIT gives up after its timeout, and no request of the batch succeeds.
+    const connected = Number(/connected_slaves:(\d+)/.exec(await connection.info("replication"))?.[1] ?? 0);
+    const wait = createReplicaWait(connection, `${prefix}:replication`, { replicas: connected + 1, timeoutMs: 100 })!;
+    const waiting = createBulkAdder(queue, { timeoutMs: 2_000, afterAdd: wait });
+    const settled = await Promise.allSettled(["wait-1", "wait-2"].map((jobId) => waiting({ name: "n", data: {}, jobId })));
+    expect(settled.map((s) => s.status)).toEqual(["rejected", "rejected"]);
+    expect(settled.map((s) => (s.status === "rejected" ? s.reason : undefined))).toEqual([expect.any(NotReplicatedError), expect.any(NotReplicatedError)]);
+    // The jobs did reach the master: what failed is the promise that a replica has them.
+    expect(await queue.getJob("wait-1")).toBeDefined();
+    expect(createReplicaWait(connection, "k", { replicas: 0, timeoutMs: 100 })).toBeUndefined();
   });
 });

@@ -6,6 +6,7 @@ import {
   type BulkLine,
   type InvalidLine,
   IdempotencyConflictError,
+  NotReplicatedError,
   QueueUnavailableError,
   ZProduct,
   ZProductPatch,
@@ -70,6 +71,14 @@ export function writeRoutes(producer: Producer, opts: WriteOptions): Router {
         throw err.reason === "mismatch"
           ? new AppError("idempotency_mismatch", "This Idempotency-Key was used with a different request.")
           : new AppError("idempotency_in_progress", "The first request with this Idempotency-Key is still being accepted; retry shortly.", { retryAfterS: 1 });
+      }
+      if (err instanceof QueueUnavailableError && err.cause instanceof NotReplicatedError) {
+        log.warn({ err: err.cause, requestId: req.id }, "write not accepted: no replica confirmed it");
+        throw new AppError(
+          "queue_unavailable",
+          "The write reached the queue but too few replicas confirmed it in time, so it is not accepted; it may still be applied. Retry with the same Idempotency-Key.",
+          { retryAfterS: 2 },
+        );
       }
       if (err instanceof QueueUnavailableError) {
         log.warn({ err: err.cause, requestId: req.id }, "write not stored: queue unavailable");
