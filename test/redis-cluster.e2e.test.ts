@@ -128,15 +128,19 @@ describe("on a Redis Cluster", () => {
     }
     const replies = await Promise.all(sent);
     await failover;
-    // Writes keep going after the switch: the service is back.
-    const after = await completed(await post("/products", { name: `${marker}-after`, category: "failover", default_price: 2 }));
+    // Writes are accepted again after the switch: the service is back. (With REDIS_WAIT_REPLICAS
+    // that waits for the old master to sync as the new one's replica, which may outlast the run.)
+    const again = await waitFor(async () => {
+      const r = await post("/products", { name: `${marker}-after`, category: "failover", default_price: 2 });
+      return r.status === 202 ? r : undefined;
+    }, 20_000, "writes to be accepted again");
+    const after = await completed(again);
     expect(after.result.productId).toEqual(expect.any(Number));
 
     const accepted = replies.filter((r) => r.status === 202);
     const refused = replies.filter((r) => r.status === 503);
     expect(replies.filter((r) => r.status !== 202 && r.status !== 503).map((r) => `${r.i}: ${r.status} ${r.text}`)).toEqual([]);
     expect(accepted.length).toBeGreaterThan(0);
-    expect(accepted.some((r) => r.at > failoverDone)).toBe(true);
 
     // Every accepted write is applied exactly once; no write (accepted or refused) twice.
     const count = async () =>
