@@ -1,7 +1,7 @@
 import pg from "pg";
 import { sql } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
-import { request, spawnWorker, startApi, testDb, testEnv, waitFor, waitForJob, type WorkerProcess } from "./support/harness.js";
+import { request, spawnApi, spawnWorker, startApi, testDb, testEnv, waitFor, waitForJob, type WorkerProcess } from "./support/harness.js";
 import { freePort, PrivateRedis } from "./support/private-redis.js";
 
 const { prefix, databaseUrl } = testEnv("faults");
@@ -11,6 +11,30 @@ afterAll(() => closeDb());
 const registration = (n: string) => ({ email: `${n}@faults.example.com`, name: n });
 // Short locks so a killed worker's job comes back within the test's patience.
 const FAST_RECOVERY = { LOCK_DURATION_MS: "2000", STALLED_INTERVAL_MS: "1000" };
+
+describe("stopping with the queue Redis gone", () => {
+  it("SIGTERM ends the worker and the API within the shutdown deadline plus a short grace, exit 0, though their connections cannot close", async () => {
+    const redis = new PrivateRedis(await freePort());
+    await redis.start();
+    const own = `${prefix.slice(0, -1)}-gone}`;
+    const env = { REDIS_URL: redis.url, SHUTDOWN_TIMEOUT_MS: "1000" };
+    const worker = await spawnWorker(own, env);
+    const api = await spawnApi(own, await freePort(), env);
+    try {
+      await redis.kill();
+      await new Promise((r) => setTimeout(r, 500));
+      const started = performance.now();
+      const [workerCode, apiCode] = await Promise.all([worker.stop(), api.stop()]);
+      expect([workerCode, apiCode]).toEqual([0, 0]);
+      // 1 s for active work, at most 5 s to close connections, and some slack for a busy machine.
+      expect(performance.now() - started).toBeLessThan(10_000);
+    } finally {
+      worker.proc.kill("SIGKILL");
+      api.proc.kill("SIGKILL");
+      await redis.remove();
+    }
+  }, 30_000);
+});
 
 describe("queue Redis unavailable", () => {
   it("writes answer 503 with Retry-After within milliseconds and recover without a restart", async () => {

@@ -26,15 +26,22 @@ beforeAll(async () => {
   // A 202 once a replica has the job: a failover (or a hung master back as a replica) then loses none.
   api = await startApi(prefix, { ...env, CACHE_LOCAL_TTL_MS: "0", RATE_LIMIT_PER_MIN: "1000000", REDIS_WAIT_REPLICAS: "1" });
   // Short locks: a job whose completion a frozen master swallowed runs again within seconds.
-  worker = await spawnWorker(prefix, { ...env, LOCK_DURATION_MS: "5000", STALLED_INTERVAL_MS: "5000" });
+  worker = await spawnWorker(prefix, { ...env, LOCK_DURATION_MS: "5000", STALLED_INTERVAL_MS: "5000", SHUTDOWN_TIMEOUT_MS: "5000" });
 }, 60_000);
 
+// Bounded, and the cluster goes whatever happens: a failover test can leave a client
+// waiting on a node that is now someone else's replica, and a hung hook would leave six
+// redis-servers and a worker behind.
 afterAll(async () => {
-  await worker?.stop();
-  await api?.close();
-  await closeDb();
-  await cluster?.stop();
-});
+  try {
+    await Promise.race([worker?.stop(), sleep(15_000)]);
+    worker?.proc.kill("SIGKILL");
+    await Promise.race([api?.close(), sleep(10_000)]);
+    await closeDb();
+  } finally {
+    await cluster?.stop();
+  }
+}, 60_000);
 
 const post = (path: string, json: unknown) => request(api.url, "POST", path, { json });
 const rows = async <T>(query: ReturnType<typeof sql>) => (await db.execute(query)).rows as T[];

@@ -1,4 +1,5 @@
 import cluster from "node:cluster";
+import { CLOSE_GRACE_MS, exitOnStopSignals } from "@ingest/config";
 import { createApp } from "./app.js";
 import { runPrimary } from "./cluster.js";
 import { createRuntime } from "./deps.js";
@@ -60,7 +61,7 @@ function serve(): void {
     return closing;
   };
 
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    process.on(signal, () => void close(signal).then(() => process.exit(0)));
-  }
+  exitOnStopSignals(close, env.SHUTDOWN_TIMEOUT_MS, () =>
+    log.warn({ graceMs: CLOSE_GRACE_MS }, "connections did not close in time; exiting anyway"),
+  );
 }

@@ -1,5 +1,5 @@
 import { createCacheConnection, createCatalogInvalidator } from "@ingest/catalog";
-import { throttled } from "@ingest/config";
+import { CLOSE_GRACE_MS, exitOnStopSignals, throttled } from "@ingest/config";
 import { createDb } from "@ingest/db";
 import {
   BULK_QUEUE,
@@ -193,6 +193,6 @@ function close(signal: string): Promise<void> {
   return closing;
 }
 
-for (const signal of ["SIGTERM", "SIGINT"] as const) {
-  process.on(signal, () => void close(signal).then(() => process.exit(0)));
-}
+exitOnStopSignals(close, env.SHUTDOWN_TIMEOUT_MS, () =>
+  log.warn({ graceMs: CLOSE_GRACE_MS }, "connections did not close in time; exiting anyway"),
+);

@@ -121,6 +121,26 @@ export const NODE_ENVS = ["development", "production", "test"] as const;
 export const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/ingest";
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 
+// After the deadline for work in flight, this long to close connections: closing one to
+// a Redis or PostgreSQL that is gone can wait forever, and a stop must end.
+export const CLOSE_GRACE_MS = 5_000;
+
+/**
+ * SIGTERM and SIGINT run close() once and exit 0 when it is done, or in any case
+ * CLOSE_GRACE_MS after the drain deadline (onLate is told first).
+ */
+export function exitOnStopSignals(close: (signal: string) => Promise<void>, drainMs: number, onLate: () => void): void {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      setTimeout(() => {
+        onLate();
+        process.exit(0);
+      }, drainMs + CLOSE_GRACE_MS).unref();
+      void close(signal).then(() => process.exit(0));
+    });
+  }
+}
+
 /** Logs the first of a burst of repeated errors, then at most one per interval. */
 export function throttled<A extends unknown[]>(fn: (...args: A) => void, intervalMs = 10_000): (...args: A) => void {
   let last = 0;
