@@ -68,10 +68,8 @@ export async function measureDrains(ctx, queue, { kind, jobs, tag, repeats, capM
   const rate = median(runs.map((x) => x.rate));
   const completed = warm.done + runs.reduce((sum, x) => sum + x.done, 0);
   // Milliseconds of CPU per 1,000 jobs, median over the runs, for each side that could be read.
-  const per1k = (group) => {
-    const xs = runs.map((x) => x.cpu?.[group]).filter((v) => v !== undefined);
-    return xs.length === runs.length && runs.length ? median(runs.map((x) => (x.cpu[group] * 1e6) / x.done)) : undefined;
-  };
+  const per1k = (group) =>
+    runs.length && runs.every((x) => x.cpu?.[group] !== undefined) ? median(runs.map((x) => (x.cpu[group] * 1e6) / x.done)) : undefined;
   const cpuMsPer1k = { worker: per1k("worker"), redis: per1k("redis"), postgres: per1k("postgres") };
   return { rate, runs, completed, rows, failed, cpuMsPer1k };
 }

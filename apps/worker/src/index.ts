@@ -15,7 +15,7 @@ import {
   WRITE_QUEUES,
   type QueueName,
 } from "@ingest/jobs";
-import { Worker } from "bullmq";
+import { Worker, type Processor } from "bullmq";
 import type { Server } from "node:http";
 import { createBulkProcessor } from "./bulk.js";
 import { createCommitInvalidation } from "./catalog-invalidation.js";
@@ -55,6 +55,23 @@ const cacheRedis = createCacheConnection({ url: env.CACHE_REDIS_URL, clusterNode
 cacheRedis.on("error", throttled((err: Error) => log.warn({ err: err.message }, "cache redis unavailable: invalidations wait")));
 const catalog = createCommitInvalidation(createCatalogInvalidator({ redis: cacheRedis, prefix: env.CACHE_PREFIX }), cacheRedis, log);
 
+/** A worker of one lane (a write queue, bulk, emails): the same locks, stall tolerance and metrics for all. */
+function laneWorker<D>(name: QueueName, processor: Processor<D>, concurrency: number): Worker<D> {
+  const worker = new Worker<D>(name, processor, {
+    connection,
+    prefix: env.QUEUE_PREFIX,
+    concurrency,
+    // A killed worker's jobs come back after the lock expires; tolerate a few kills.
+    maxStalledCount: 5,
+    lockDuration: env.LOCK_DURATION_MS,
+    stalledInterval: env.STALLED_INTERVAL_MS,
+    // Fleet-wide finished counts per minute, kept a week; the API exports them.
+    metrics: { maxDataPoints: 7 * 24 * 60 },
+  });
+  worker.on("error", throttled((err: Error) => log.error({ err, queue: name }, "worker error")));
+  return worker;
+}
+
 const workers: Worker[] = WRITE_QUEUES.map((name) => {
   const apply = createApplier(db, {
     batchSize: env.WORKER_BATCH_SIZE,
@@ -72,18 +89,7 @@ const workers: Worker[] = WRITE_QUEUES.map((name) => {
     orderWaitMaxMs: env.ORDER_WAIT_MAX_MS,
     catalog,
   });
-  const worker = new Worker(name, processor, {
-    connection,
-    prefix: env.QUEUE_PREFIX,
-    concurrency: env.WORKER_CONCURRENCY || DEFAULT_CONCURRENCY[name],
-    // A killed worker's jobs come back after the lock expires; tolerate a few kills.
-    maxStalledCount: 5,
-    lockDuration: env.LOCK_DURATION_MS,
-    stalledInterval: env.STALLED_INTERVAL_MS,
-    // Fleet-wide finished counts per minute, kept a week; the API exports them.
-    metrics: { maxDataPoints: 7 * 24 * 60 },
-  });
-  worker.on("error", throttled((err: Error) => log.error({ err, queue: name }, "worker error")));
+  const worker = laneWorker(name, processor, env.WORKER_CONCURRENCY || DEFAULT_CONCURRENCY[name]);
   worker.on("failed", (job, err) => {
     if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) log.error({ jobId: job.id, err }, "job failed for good");
   });
@@ -92,21 +98,8 @@ const workers: Worker[] = WRITE_QUEUES.map((name) => {
 
 // The bulk lane: its own worker and concurrency, so batches never hold up interactive writes.
 if (env.WORKER_BULK_CONCURRENCY > 0) {
-  const bulk = new Worker(
-    BULK_QUEUE,
-    createBulkProcessor({ db, queues, redis: connection, prefix: env.QUEUE_PREFIX, orderWaitMaxMs: env.ORDER_WAIT_MAX_MS, log, metrics, catalog, chunkSize: env.BULK_CHUNK_SIZE }),
-    {
-      connection,
-      prefix: env.QUEUE_PREFIX,
-      concurrency: env.WORKER_BULK_CONCURRENCY,
-      maxStalledCount: 5,
-      lockDuration: env.LOCK_DURATION_MS,
-      stalledInterval: env.STALLED_INTERVAL_MS,
-      metrics: { maxDataPoints: 7 * 24 * 60 },
-    },
-  );
-  bulk.on("error", throttled((err: Error) => log.error({ err, queue: BULK_QUEUE }, "worker error")));
-  workers.push(bulk);
+  const processor = createBulkProcessor({ db, queues, redis: connection, prefix: env.QUEUE_PREFIX, orderWaitMaxMs: env.ORDER_WAIT_MAX_MS, log, metrics, catalog, chunkSize: env.BULK_CHUNK_SIZE });
+  workers.push(laneWorker(BULK_QUEUE, processor, env.WORKER_BULK_CONCURRENCY));
 }
 
 const maintenance = new Worker(MAINTENANCE_QUEUE, createMaintenanceProcessor({ db, queues, log }), {
@@ -129,17 +122,7 @@ function startEmailWorker(concurrency: number) {
   const mailDb = createDb(env.DATABASE_URL, { max: concurrency, applicationName: "ingest-worker-email" });
   const mailer = createMailer({ smtpUrl: env.SMTP_URL, from: env.MAIL_FROM, maxConnections: concurrency, nodeEnv: env.NODE_ENV }, log);
   const processor = createEmailProcessor({ db: mailDb.db, mailer, domain: domainOf(env.MAIL_FROM), log, metrics });
-  const worker = new Worker(EMAILS_QUEUE, processor, {
-    connection,
-    prefix: env.QUEUE_PREFIX,
-    concurrency,
-    maxStalledCount: 5,
-    lockDuration: env.LOCK_DURATION_MS,
-    stalledInterval: env.STALLED_INTERVAL_MS,
-    metrics: { maxDataPoints: 7 * 24 * 60 },
-  });
-  worker.on("error", throttled((err: Error) => log.error({ err, queue: EMAILS_QUEUE }, "worker error")));
-  workers.push(worker);
+  workers.push(laneWorker(EMAILS_QUEUE, processor, concurrency));
   const dispatcher = createWelcomeDispatcher({
     db: mailDb.db,
     queue: queues[EMAILS_QUEUE],

@@ -4,6 +4,9 @@ import type { JobsOptions, Queue } from "bullmq";
 /** opts: anything besides the id that differs from the queue's default job options. */
 export type AddRequest = { name: string; data: unknown; jobId: string; opts?: JobsOptions };
 
+/** A request as one entry of Queue.addBulk. */
+export const toBulkJob = (r: AddRequest) => ({ name: r.name, data: r.data as never, opts: { ...r.opts, jobId: r.jobId } });
+
 /**
  * Adds jobs to one queue, coalescing the adds of one event-loop turn into one addBulk:
  * one pipelined write to Redis for all the requests being answered at the same time.
@@ -22,7 +25,7 @@ export function createBulkAdder(
   const add = async (requests: AddRequest[]) => {
     if (requests.length === 1) return [await addOne(requests[0]!)];
     try {
-      const bulk = queue.addBulk(requests.map((r) => ({ name: r.name, data: r.data as never, opts: { ...r.opts, jobId: r.jobId } })));
+      const bulk = queue.addBulk(requests.map(toBulkJob));
       await withTimeout(bulk, timeoutMs, "queue addBulk");
       return requests.map(() => ({ ok: true as const, value: undefined }));
     } catch (err) {

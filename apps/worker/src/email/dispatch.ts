@@ -1,6 +1,6 @@
 import { throttled, withTimeout } from "@ingest/config";
 import type { Db } from "@ingest/db";
-import { welcomeEmailRequest, type EmailRetry } from "@ingest/jobs";
+import { toBulkJob, welcomeEmailRequest, type EmailRetry } from "@ingest/jobs";
 import type { Queue } from "bullmq";
 import { sql } from "drizzle-orm";
 import type { Logger } from "../logger.js";
@@ -64,14 +64,9 @@ export function createWelcomeDispatcher(deps: WelcomeDispatcherDeps): WelcomeDis
         limit ${limit}
         for update of e skip locked`);
       if (rows.length === 0) return 0;
-      const jobs = rows.map((r) => {
-        const { name, data, jobId, opts } = welcomeEmailRequest(
-          { registrationId: r.registration_id, email: r.recipient, name: r.name },
-          deps.retry,
-          r.request_id ?? undefined,
-        );
-        return { name, data, opts: { ...opts, jobId } };
-      });
+      const jobs = rows.map((r) =>
+        toBulkJob(welcomeEmailRequest({ registrationId: r.registration_id, email: r.recipient, name: r.name }, deps.retry, r.request_id ?? undefined)),
+      );
       const add = deps.queue.addBulk(jobs);
       const settling: Promise<void> = add.then(ignore, ignore).then(() => {
         if (unsettledAdd === settling) unsettledAdd = undefined;
