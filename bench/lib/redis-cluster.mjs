@@ -92,17 +92,20 @@ export async function startRedisCluster({ masters = 3 } = {}) {
       { encoding: "utf8", timeout: 30_000 },
     );
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${created.stdout}\n${created.stderr}`);
+    // (Half the nodes are replicas: until each has taken its role, a check of the others passes vacuously.)
     await waitFor(
       async () => {
+        let replicas = 0;
         for (const port of ports) {
           const info = await command(port, (r) => r.cluster("INFO"));
           if (!/cluster_state:ok/.test(info) || !new RegExp(`cluster_known_nodes:${ports.length}\\b`).test(info)) return false;
           const repl = await command(port, (r) => r.info("replication"));
           if (/role:slave/.test(repl) && !/master_link_status:up/.test(repl)) return false;
+          if (/role:slave/.test(repl)) replicas++;
         }
-        return true;
+        return replicas === masters;
       },
-      { timeoutMs: 20_000, label: "cluster_state:ok on every node" },
+      { timeoutMs: 20_000, label: "cluster_state:ok on every node, every replica streaming" },
     );
     const nodes = ports.map((port) => ({ host: "127.0.0.1", port }));
     return {
