@@ -25,7 +25,7 @@ describe("worker metrics and health", () => {
       await waitForJob(base, ok.body.jobId);
       await waitForJob(base, bad.body.jobId);
       // The caller's request id travels with the job into the worker's log lines.
-      expect(worker.output()).toMatch(/"requestId":"trace-from-client-42"[^\n]*job failed permanently/);
+      expect(worker.output()).toMatch(/"requestId":"trace-from-client-42"[^\n]*write failed permanently/);
       // The API's access line for a refused request carries the request id and the status.
       const refused = await request(base, "POST", "/registrations", { json: { email: "x" }, headers: { "x-request-id": "trace-refused-7" } });
       expect(refused.status).toBe(400);

@@ -241,9 +241,13 @@ describe("on a Redis Cluster", () => {
       await cluster.setNodeTimeout(15_000).catch(() => {});
     }
     const replies = await Promise.all(sent);
-    // Writes after the switch are accepted and applied.
+    // Writes after the switch are accepted and applied. A 503 for want of a replica may
+    // still be applied: the client retries under one Idempotency-Key, as the 503 says.
     const after = await waitFor(async () => {
-      const r = await post("/products", { name: `${marker}-hung-after`, category: "hung", default_price: 2 });
+      const r = await request(api.url, "POST", "/products", {
+        json: { name: `${marker}-hung-after`, category: "hung", default_price: 2 },
+        headers: { "idempotency-key": `${marker}-hung-after` },
+      });
       return r.status === 202 ? r : undefined;
     }, 20_000, "writes to be accepted again");
     await completed(after);

@@ -1,3 +1,4 @@
+import { carrierIdOf } from "@ingest/jobs";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request, startApi, testEnv, waitFor, type Api } from "./support/harness.js";
@@ -28,7 +29,8 @@ afterAll(async () => {
   await primary?.remove();
 });
 
-const jobKey = (jobId: string) => `${prefix}:registrations:${jobId}`;
+// A write is stored in its carrier job: the key the replica must hold.
+const jobKey = (writeId: string) => `${prefix}:registrations:${carrierIdOf(writeId)}`;
 
 describe("writes wait for a replica when REDIS_WAIT_REPLICAS is set", () => {
   it("a 202 means the job is already on the replica", async () => {

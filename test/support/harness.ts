@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { inject } from "vitest";
 import { createDb, type DbHandle } from "@ingest/db";
+import { carrierIdOf, writeQueueOf, writesOf, type Queues, type Write } from "@ingest/jobs";
 import { createApp } from "../../apps/api/src/app.js";
 import { createApiServer } from "../../apps/api/src/server.js";
 import { createRuntime, type Runtime } from "../../apps/api/src/deps.js";
@@ -178,4 +179,13 @@ export function spawnApi(
 ): Promise<ApiProcess> {
   const env = { PORT: String(port), HOST: "127.0.0.1", SHED_LAG_MS: "0", RATE_LIMIT_PER_MIN: "0", ...extra };
   return spawnApp("api", prefix, env, readyText);
+}
+
+/** A write as its carrier job in Redis holds it (payload, sequence), found by the write's id. */
+export async function storedWrite(queues: Queues, writeId: string): Promise<Write | undefined> {
+  const queue = writeQueueOf(writeId);
+  const carrierId = carrierIdOf(writeId);
+  if (!queue || !carrierId) return undefined;
+  const job = await queues[queue].getJob(carrierId);
+  return job ? writesOf(job)?.find((w) => w.id === writeId) : undefined;
 }

@@ -12,6 +12,8 @@ export type SmtpSink = {
   readonly held: number;
   /** While on, the sink keeps a received message's 250 until release() or the client leaves. */
   hold(on: boolean): void;
+  /** Recipients matching this are refused for good (550 to RCPT TO). */
+  refuse(recipients: RegExp | undefined): void;
   release(): void;
   listen(): Promise<void>;
   close(): Promise<void>;
@@ -27,6 +29,7 @@ export function createSmtpSink(port: number): SmtpSink {
   const closed = new Set<string>();
   const waiting = new Set<() => void>();
   let holding = false;
+  let refused: RegExp | undefined;
   let server: SMTPServer | undefined;
 
   const onData = (stream: NodeJS.ReadableStream, session: SMTPServerSession, callback: (err?: Error | null) => void) => {
@@ -60,6 +63,9 @@ export function createSmtpSink(port: number): SmtpSink {
       holding = on;
       if (!on) sink.release();
     },
+    refuse(recipients) {
+      refused = recipients;
+    },
     release() {
       for (const resolve of waiting) resolve();
       waiting.clear();
@@ -70,6 +76,10 @@ export function createSmtpSink(port: number): SmtpSink {
         logger: false,
         closeTimeout: 100,
         onData,
+        onRcptTo: (address, _session, callback) => {
+          if (refused?.test(address.address)) return callback(Object.assign(new Error("no such user here"), { responseCode: 550 }));
+          callback();
+        },
         onClose: (session) => {
           closed.add(session.id);
           // A held message whose client died is answered (into the void) at once.

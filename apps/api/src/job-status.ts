@@ -1,5 +1,7 @@
+// GET /jobs/:id: a write's state, from Redis while its job is there, from the ledger after.
 import { jobLedger, type Db } from "@ingest/db";
-import { BULK_JOB, queueOfJobId, type BulkJobData, type Queues } from "@ingest/jobs";
+import { BULK_JOB, carrierIdOf, isClientJobId, queueOfJobId, writesOf, type BulkJobData, type Queues, type WritesResult } from "@ingest/jobs";
+import type { Job } from "bullmq";
 import { eq } from "drizzle-orm";
 
 export type JobStatus = {
@@ -40,9 +42,7 @@ function bulkProgress(data: BulkJobData, progress: unknown) {
 
 /**
  * Attempts spent, as the ledger counts them once the job is done: BullMQ's attemptsMade
- * (finished and retried runs), plus the run in progress. Not attemptsStarted: an edit
- * parked behind an earlier edit of its product (moveToDelayed) starts again each time it
- * is woken without spending an attempt.
+ * (finished and retried runs), plus the run in progress.
  */
 const attemptsSpent = (attemptsMade: number, state: JobStatus["state"]) => attemptsMade + (state === "active" ? 1 : 0);
 
@@ -50,33 +50,65 @@ const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : undef
 
 export type JobStatusReader = { get(id: string): Promise<JobStatus | undefined>; exists(id: string): Promise<boolean> };
 
-/** Redis while the job is there; the PostgreSQL ledger after it has been removed. */
+/**
+ * A write's state: its own job's while it has one (a single write, a write spilled from
+ * its carrier, a bulk batch), else its carrier's, with its own result once the carrier
+ * finished; the PostgreSQL ledger's once Redis has let it go. A write the ledger has
+ * finished is finished, whatever its carrier is still doing with its other writes.
+ */
 export function createJobStatusReader(queues: Queues, db: Db, redisReady: () => boolean): JobStatusReader {
+  // State first, then the job: a job is moved to completed/failed in the same script that
+  // writes its result, so reading in this order never pairs "completed" with no result.
+  const read = async (queue: keyof Queues, id: string): Promise<{ state: JobStatus["state"]; job: Job } | undefined> => {
+    const state = STATE[await queues[queue].getJobState(id)];
+    if (!state) return undefined;
+    const job = await queues[queue].getJob(id);
+    return job ? { state, job } : undefined;
+  };
+
+  const finish = (status: JobStatus, job: Job) => {
+    const finishedAt = status.state === "completed" || status.state === "failed" ? iso(job.finishedOn) : undefined;
+    if (finishedAt) status.finishedAt = finishedAt;
+    return status;
+  };
+
+  const ownJob = ({ state, job }: { state: JobStatus["state"]; job: Job }, id: string): JobStatus => {
+    const data = job.data as { acceptedAt?: unknown } | undefined;
+    const accepted = typeof data?.acceptedAt === "number" ? data.acceptedAt : job.timestamp;
+    const status: JobStatus = { id, type: job.name, state, attempts: attemptsSpent(job.attemptsMade, state), acceptedAt: iso(accepted)! };
+    if (state === "completed") status.result = job.returnvalue;
+    else if (job.name === BULK_JOB && state !== "failed") status.progress = bulkProgress(job.data as BulkJobData, job.progress);
+    if (state === "failed") status.error = publicReason(job.failedReason);
+    return finish(status, job);
+  };
+
+  const inCarrier = ({ state, job }: { state: JobStatus["state"]; job: Job }, id: string): JobStatus | undefined => {
+    const writes = writesOf(job);
+    const index = writes?.findIndex((w) => w.id === id) ?? -1;
+    if (!writes || index < 0) return undefined;
+    const status: JobStatus = { id, type: writes[index]!.name, state, attempts: attemptsSpent(job.attemptsMade, state), acceptedAt: iso(job.timestamp)! };
+    if (state === "completed") {
+      const outcome = (job.returnvalue as WritesResult | null)?.results?.[index];
+      // No outcome: the write became a job of its own, since removed; the ledger knows.
+      if (!outcome) return undefined;
+      if (outcome.state === "failed") {
+        status.state = "failed";
+        status.error = publicReason(outcome.error);
+      } else status.result = outcome.result;
+    } else if (state === "failed") status.error = publicReason(job.failedReason);
+    return finish(status, job);
+  };
+
   const fromRedis = async (id: string): Promise<JobStatus | undefined> => {
     const queue = queueOfJobId(id);
     if (!queue) return undefined;
     // BullMQ waits for a lost connection instead of failing; do not wait with it.
     if (!redisReady()) throw new Error("queue Redis is not connected");
-    // State first, then the job: a job is moved to completed/failed in the same script
-    // that writes its result, so reading in this order never pairs "completed" with a
-    // result not yet written.
-    const state = STATE[await queues[queue].getJobState(id)];
-    if (!state) return undefined;
-    const job = await queues[queue].getJob(id);
-    if (!job) return undefined;
-    const status: JobStatus = {
-      id,
-      type: job.name,
-      state,
-      attempts: attemptsSpent(job.attemptsMade, state),
-      acceptedAt: iso(job.timestamp)!,
-    };
-    if (state === "completed") status.result = job.returnvalue;
-    else if (job.name === BULK_JOB && state !== "failed") status.progress = bulkProgress(job.data as BulkJobData, job.progress);
-    if (state === "failed") status.error = publicReason(job.failedReason);
-    const finishedAt = state === "completed" || state === "failed" ? iso(job.finishedOn) : undefined;
-    if (finishedAt) status.finishedAt = finishedAt;
-    return status;
+    const own = await read(queue, id);
+    if (own) return ownJob(own, id);
+    const carrierId = carrierIdOf(id);
+    const carrier = carrierId ? await read(queue, carrierId) : undefined;
+    return carrier ? inCarrier(carrier, id) : undefined;
   };
 
   const fromLedger = async (id: string): Promise<JobStatus | undefined> => {
@@ -96,16 +128,26 @@ export function createJobStatusReader(queues: Queues, db: Db, redisReady: () => 
   };
 
   const get = async (id: string) => {
-    if (!queueOfJobId(id)) return undefined;
+    if (!isClientJobId(id) || !queueOfJobId(id)) return undefined;
     let redisError: unknown;
+    let live: JobStatus | undefined;
     try {
-      const found = await fromRedis(id);
-      if (found) return found;
+      live = await fromRedis(id);
+      if (live?.state === "completed") return live;
     } catch (err) {
       redisError = err;
     }
-    const durable = await fromLedger(id);
+    // The ledger may know better than a job still queued or running (a write done inside
+    // a carrier busy with others); if PostgreSQL cannot say, Redis's answer stands.
+    let durable: JobStatus | undefined;
+    try {
+      durable = await fromLedger(id);
+    } catch (err) {
+      if (live) return live;
+      throw err;
+    }
     if (durable) return durable;
+    if (live) return live;
     // Redis could not be asked and PostgreSQL does not know it: we cannot say "unknown".
     if (redisError) throw redisError;
     return undefined;

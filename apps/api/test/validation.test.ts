@@ -1,6 +1,6 @@
 import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { request, startApi, testEnv, type Api } from "../../../test/support/harness.js";
+import { request, startApi, storedWrite, testEnv, type Api } from "../../../test/support/harness.js";
 import { rawHttp } from "../../../test/support/raw-http.js";
 
 const { prefix } = testEnv("validation");
@@ -127,8 +127,8 @@ describe("write validation: bad input gets a clear error and nothing is enqueued
     expect(r.headers.get("content-type")).toBe("application/json; charset=utf-8");
     expect(Number(r.headers.get("content-length"))).toBe(Buffer.byteLength(r.text));
     expect(r.headers.get("x-content-type-options")).toBe("nosniff");
-    const job = await api.runtime.deps.producer["deps"].queues.products.getJob(r.body.jobId);
-    expect(job?.data.payload).toEqual({ product: { ...product, default_price: "12.50" } });
+    const write = await storedWrite(api.runtime.deps.queues, r.body.jobId);
+    expect(write?.payload).toEqual({ product: { ...product, default_price: "12.50" } });
     const status = await request(api.url, "GET", `/jobs/${r.body.jobId}`);
     expect(status.status).toBe(200);
     expect(status.body).toMatchObject({ id: r.body.jobId, type: "product.create", state: "queued", attempts: 0 });
@@ -151,7 +151,7 @@ describe("audit findings: each refused at the edge with a problem that says why,
       body: JSON.parse(await r.text()),
     }));
   /** What the queued job of a 202 carries. */
-  const payloadOf = async (jobId: string) => (await api.runtime.deps.producer["deps"].queues.products.getJob(jobId))?.data.payload;
+  const payloadOf = async (jobId: string) => (await storedWrite(api.runtime.deps.queues, jobId))?.payload;
 
   it("strings with U+0000, which PostgreSQL cannot store → 400 naming the field, in JSON bodies and bulk lines", async () => {
     const before = await enqueuedCount();

@@ -1,93 +1,70 @@
-import type { Db } from "@ingest/db";
-import { jobLedger } from "@ingest/db";
+// The bulk lane's processor: a POST /products/bulk batch applied line by line, each line
+// a write with an id of its own, through the same loop as the interactive writes.
 import { BULK_JOB, BULK_LISTED_MAX, BULK_QUEUE, bulkLineId, JOBS, type BulkCounts, type BulkJobData, type BulkLine } from "@ingest/jobs";
+import { jobLedger } from "@ingest/db";
 import { UnrecoverableError, type Job } from "bullmq";
-import { setTimeout as sleep } from "node:timers/promises";
-import { applyJob, type JobEnvelope, type Outcome } from "./apply.js";
-import { applyBatch } from "./apply-batch.js";
 import type { CommitInvalidation } from "./catalog-invalidation.js";
-import { PredecessorPendingError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { observeBatch, type WorkerMetrics } from "./metrics.js";
-import { predecessorAlive, wakeSuccessor, type OrderDeps } from "./processor.js";
+import { runWrites, type RunDeps } from "./run-writes.js";
+import type { Outcome, WriteEnvelope } from "./write.js";
 
-export type BulkDeps = OrderDeps & {
-  db: Db;
+export type BulkDeps = Omit<RunDeps, "onBatch" | "onOrderWait"> & {
   log: Logger;
   metrics: WorkerMetrics;
   catalog: CommitInvalidation;
-  /** Lines applied per transaction. */
-  chunkSize: number;
 };
 
 /**
- * Applies a bulk batch: its lines in order, a chunk at a time, each chunk one micro-batch
- * (applyBatch), each line exactly once under its own ledger id. A line whose product has
- * an earlier edit still pending (an interactive edit, or a line of an earlier batch)
- * waits for it here; the rest of its chunk is applied meanwhile. Progress (counts, the
- * failed lines) is on the job for Bull Board and GET /jobs/:id. A batch job that runs
- * again (worker killed) goes through its lines again: those already applied answer from
- * the ledger.
+ * Applies a bulk batch: its lines in order, a chunk per transaction, each line exactly
+ * once under its own ledger id. A line whose product has an earlier edit still pending
+ * (an interactive edit, or a line of an earlier batch) waits for it; the rest of its
+ * chunk is applied meanwhile. Progress (counts, the failed lines) is on the job for Bull
+ * Board and GET /jobs/:id. A batch job that runs again (worker killed) goes through its
+ * lines again: those already applied answer from the ledger.
  */
 export function createBulkProcessor(deps: BulkDeps) {
+  const run: RunDeps = {
+    ...deps,
+    onBatch: (size, fellBack) => observeBatch(deps.metrics, size, fellBack),
+    onOrderWait: () => deps.metrics.orderWaits.inc(),
+  };
   return async (job: Job<BulkJobData>): Promise<BulkCounts> => {
     if (job.name !== BULK_JOB) throw new UnrecoverableError(`UNKNOWN_JOB: no handler for job name "${job.name}"`);
     const { lines, invalidCount, invalid, requestId } = job.data;
     const redelivered = job.attemptsStarted > 1 || job.attemptsMade > 0;
     const counts: BulkCounts = { accepted: lines.length, applied: 0, failed: 0, invalid: invalidCount, failures: [], invalidLines: invalid };
-    const envelope = (line: BulkLine): JobEnvelope => ({
+    const envelope = (line: BulkLine): WriteEnvelope => ({
       id: bulkLineId(job.id!, line.line),
       name: line.name,
+      payload: line.payload,
+      ...(line.seq !== undefined ? { seq: line.seq, prevSeq: line.prevSeq ?? null } : {}),
+      ...(line.prevJobId ? { prevJobId: line.prevJobId } : {}),
+      ...(requestId ? { requestId } : {}),
       queue: BULK_QUEUE,
-      data: {
-        payload: line.payload,
-        ...(line.seq !== undefined ? { seq: line.seq, prevSeq: line.prevSeq ?? null } : {}),
-        ...(line.prevJobId ? { prevJobId: line.prevJobId } : {}),
-        ...(requestId ? { requestId } : {}),
-      },
       timestamp: job.timestamp,
       attemptsMade: job.attemptsMade,
       redelivered,
     });
-    const record = async (env: JobEnvelope, line: number, outcome: Outcome) => {
+    let changed: number[] = [];
+    const onOutcome = (index: number, write: WriteEnvelope, outcome: Outcome) => {
       deps.metrics.bulkLines.inc({ outcome: outcome.status });
       if (outcome.status === "completed") {
         counts.applied++;
-        await deps.catalog.afterCommit(env.name, env.data.payload, outcome.result);
+        const invalidates = JOBS[write.name].invalidates as ((payload: unknown, result: unknown) => number[]) | undefined;
+        if (invalidates) changed = changed.concat(invalidates(write.payload, outcome.result));
       } else {
         counts.failed++;
-        if (counts.failures.length < BULK_LISTED_MAX) counts.failures.push({ line, code: outcome.code, message: outcome.message });
+        if (counts.failures.length < BULK_LISTED_MAX) counts.failures.push({ line: lines[index]!.line, code: outcome.code, message: outcome.message });
       }
-      if (JOBS[env.name].ordered) void wakeSuccessor(deps, env.id).catch(() => {});
     };
-
-    for (let start = 0; start < lines.length; start += deps.chunkSize) {
-      const chunk = lines.slice(start, start + deps.chunkSize);
-      let todo = chunk.map((line) => ({ line: line.line, env: envelope(line) }));
-      for (let pause = 20; todo.length; pause = Math.min(pause * 2, 1_000)) {
-        const report = await applyBatch(deps.db, todo.map((t) => t.env));
-        observeBatch(deps.metrics, todo.length, report.fellBack);
-        const settled = await Promise.all(report.settled);
-        const waiting: typeof todo = [];
-        for (const [k, s] of settled.entries()) {
-          if (s.ok) await record(todo[k]!.env, todo[k]!.line, s.value);
-          else if (s.error instanceof PredecessorPendingError) waiting.push(todo[k]!);
-          // Anything else is transient: the batch job retries, applied lines stay applied.
-          else throw s.error;
-        }
-        todo = waiting;
-        if (!todo.length) break;
-        const alive = await Promise.all(todo.map((t) => predecessorAlive(deps, job.timestamp, t.env.data.prevJobId)));
-        if (!alive.some(Boolean)) {
-          // Their predecessors are gone for good: apply them in order without.
-          for (const t of todo) await record(t.env, t.line, await applyJob(deps.db, t.env, { ignorePredecessor: true }));
-          break;
-        }
-        deps.metrics.orderWaits.inc();
-        await sleep(pause);
-      }
-      await job.updateProgress({ ...counts, done: Math.min(start + deps.chunkSize, lines.length) });
-    }
+    const afterChunk = async (done: number) => {
+      const ids = changed;
+      changed = [];
+      await deps.catalog.afterCommit(ids);
+      await job.updateProgress({ ...counts, done });
+    };
+    await runWrites(run, lines.map(envelope), onOutcome, afterChunk);
 
     // The batch's own row: GET /jobs/:id answers from it once the job has left Redis.
     await deps.db

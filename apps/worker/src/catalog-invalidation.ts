@@ -3,8 +3,8 @@ import type { CacheRedis, CatalogInvalidator } from "@ingest/catalog";
 import type { Logger } from "./logger.js";
 
 export type CommitInvalidation = {
-  /** After a product job committed: drops every cached read it changed. Never throws. */
-  afterCommit(jobName: string, payload: unknown, result: unknown): Promise<void>;
+  /** After writes to these products committed: drops every cached read they changed. Never throws. */
+  afterCommit(productIds: number[]): Promise<void>;
   close(): Promise<void>;
 };
 
@@ -15,14 +15,6 @@ const BACKOFF_MS = 5_000;
 const FLUSH_EVERY_MS = 1_000;
 // Beyond this many pending ids, one global invalidation is cheaper than remembering them.
 const MAX_PENDING = 100_000;
-
-/** The product ids a completed job wrote: a create's id is in its result. */
-export function productIdsOf(jobName: string, payload: unknown, result: unknown): number[] {
-  if (!jobName.startsWith("product.")) return [];
-  const source = jobName === "product.create" ? result : payload;
-  const id = (source as { productId?: unknown } | null)?.productId;
-  return Number.isInteger(id) ? [id as number] : [];
-}
 
 /**
  * Runs between the commit and the job's "completed", so the next read after completion
@@ -70,8 +62,8 @@ export function createCommitInvalidation(invalidator: CatalogInvalidator, redis:
   redis.on("ready", () => void flush());
 
   return {
-    async afterCommit(jobName, payload, result) {
-      const ids = productIdsOf(jobName, payload, result);
+    async afterCommit(productIds) {
+      const ids = [...new Set(productIds)];
       if (ids.length === 0) return;
       if (redis.status === "ready" && Date.now() >= skipUntil) {
         for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {

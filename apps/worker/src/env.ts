@@ -33,10 +33,8 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // 0 means the per-queue default.
       WORKER_CONCURRENCY: int(0, { min: 0, max: 1_000 }),
       DB_POOL_SIZE: int(10, { min: 1, max: 200 }),
-      // Jobs of one queue applied together in one transaction (1: one by one), and how
-      // long the first job of a batch waits for others.
-      WORKER_BATCH_SIZE: int(50, { min: 1, max: 1_000 }),
-      WORKER_BATCH_WAIT_MS: int(2, { min: 0, max: 1_000 }),
+      // Writes of a carrier job applied together in one transaction (1: one by one).
+      WORKER_BATCH_SIZE: int(100, { min: 1, max: 1_000 }),
       // The bulk lane (POST /products/bulk): batch jobs in flight per process (0: this
       // process takes none), and lines applied per transaction.
       WORKER_BULK_CONCURRENCY: int(1, { min: 0, max: 100 }),
@@ -56,13 +54,17 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // Welcome emails: the SMTP server (unset: messages are only logged), the sender,
       // email jobs in flight per process (0: this process sends none), the retries
       // that ride out an SMTP server that is down (exponential from the delay), and how
-      // often the email lane moves pending emails from email_sends to the emails queue.
+      // often the email lane sweeps email_sends for emails still pending after
+      // EMAIL_DISPATCH_AFTER_MS (the others went to the queue as their registration committed).
       SMTP_URL: optionalUrl(["smtp:", "smtps:"]),
       MAIL_FROM: mailbox(DEFAULT_MAIL_FROM),
       EMAIL_CONCURRENCY: int(5, { min: 0, max: 100 }),
       EMAIL_ATTEMPTS: int(10, { min: 1, max: 100 }),
       EMAIL_RETRY_DELAY_MS: int(5_000, { min: 1, max: 3_600_000 }),
-      EMAIL_DISPATCH_INTERVAL_MS: int(250, { min: 10, max: 60_000 }),
+      EMAIL_DISPATCH_INTERVAL_MS: int(1_000, { min: 10, max: 60_000 }),
+      EMAIL_DISPATCH_AFTER_MS: int(30_000, { min: 0, max: 3_600_000 }),
+      // How long the emails of committed registrations gather before going to the queue as one job.
+      EMAIL_RELAY_WAIT_MS: int(50, { min: 0, max: 10_000 }),
     },
     source,
   );
@@ -83,5 +85,6 @@ function mailbox(fallback: string) {
   };
 }
 
-// Enough jobs in flight to fill micro-batches: a job waiting for its batch holds a slot.
-export const DEFAULT_CONCURRENCY = { registrations: 100, products: 100 } as const;
+// Carrier jobs in flight per process: each holds many writes, and one whose edit waits
+// for an earlier edit of its product holds a slot while it waits.
+export const DEFAULT_CONCURRENCY = { registrations: 8, products: 16 } as const;

@@ -21,13 +21,14 @@ import { createBulkProcessor } from "./bulk.js";
 import { createCommitInvalidation } from "./catalog-invalidation.js";
 import { createWelcomeDispatcher } from "./email/dispatch.js";
 import { createMailer, domainOf } from "./email/mailer.js";
+import { createWelcomeRelay } from "./email/relay.js";
 import { createEmailProcessor } from "./email/welcome.js";
 import { DEFAULT_CONCURRENCY, loadEnv } from "./env.js";
 import { createLogger } from "./logger.js";
 import { createMaintenanceProcessor } from "./maintenance.js";
-import { createWorkerMetrics, observeBatch, serveWorkerMetrics } from "./metrics.js";
-import { createProcessor } from "./processor.js";
-import { createApplier } from "./apply-batch.js";
+import { createWorkerMetrics, serveWorkerMetrics } from "./metrics.js";
+import { createTurnSignal } from "./ordering.js";
+import { createWritesProcessor } from "./writes-processor.js";
 
 const env = (() => {
   try {
@@ -72,33 +73,30 @@ function laneWorker<D>(name: QueueName, processor: Processor<D>, concurrency: nu
   return worker;
 }
 
+// Wakes this process's edits waiting for an earlier edit of their product when one commits here.
+const turns = createTurnSignal();
+const applying = { db, queues, orderWaitMaxMs: env.ORDER_WAIT_MAX_MS, turns };
+
+// The welcome emails of registrations go to the emails queue as they commit.
+const relay = createWelcomeRelay({
+  queue: queues[EMAILS_QUEUE],
+  retry: { attempts: env.EMAIL_ATTEMPTS, delayMs: env.EMAIL_RETRY_DELAY_MS },
+  log,
+  waitMs: env.EMAIL_RELAY_WAIT_MS,
+});
+
 const workers: Worker[] = WRITE_QUEUES.map((name) => {
-  const apply = createApplier(db, {
-    batchSize: env.WORKER_BATCH_SIZE,
-    waitMs: env.WORKER_BATCH_WAIT_MS,
-    onBatch: (size, fellBack) => observeBatch(metrics, size, fellBack),
-  });
-  const processor = createProcessor(name, {
-    db,
-    apply,
-    queues,
-    redis: connection,
-    prefix: env.QUEUE_PREFIX,
-    log,
-    metrics,
-    orderWaitMaxMs: env.ORDER_WAIT_MAX_MS,
-    catalog,
-  });
+  const processor = createWritesProcessor(name, { ...applying, chunkSize: env.WORKER_BATCH_SIZE, log, metrics, catalog, ...(name === "registrations" ? { afterApplied: async (applied) => relay.add(applied) } : {}) });
   const worker = laneWorker(name, processor, env.WORKER_CONCURRENCY || DEFAULT_CONCURRENCY[name]);
   worker.on("failed", (job, err) => {
-    if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) log.error({ jobId: job.id, err }, "job failed for good");
+    if (job && (err.name === "UnrecoverableError" || job.attemptsMade >= (job.opts.attempts ?? 1))) log.error({ jobId: job.id, err }, "job failed for good");
   });
   return worker;
 });
 
 // The bulk lane: its own worker and concurrency, so batches never hold up interactive writes.
 if (env.WORKER_BULK_CONCURRENCY > 0) {
-  const processor = createBulkProcessor({ db, queues, redis: connection, prefix: env.QUEUE_PREFIX, orderWaitMaxMs: env.ORDER_WAIT_MAX_MS, log, metrics, catalog, chunkSize: env.BULK_CHUNK_SIZE });
+  const processor = createBulkProcessor({ ...applying, chunkSize: env.BULK_CHUNK_SIZE, log, metrics, catalog });
   workers.push(laneWorker(BULK_QUEUE, processor, env.WORKER_BULK_CONCURRENCY));
 }
 
@@ -121,13 +119,14 @@ const mail = env.EMAIL_CONCURRENCY > 0 ? startEmailWorker(env.EMAIL_CONCURRENCY)
 function startEmailWorker(concurrency: number) {
   const mailDb = createDb(env.DATABASE_URL, { max: concurrency, applicationName: "ingest-worker-email" });
   const mailer = createMailer({ smtpUrl: env.SMTP_URL, from: env.MAIL_FROM, maxConnections: concurrency, nodeEnv: env.NODE_ENV }, log);
-  const processor = createEmailProcessor({ db: mailDb.db, mailer, domain: domainOf(env.MAIL_FROM), log, metrics });
+  const processor = createEmailProcessor({ db: mailDb.db, mailer, domain: domainOf(env.MAIL_FROM), log, metrics, queue: queues[EMAILS_QUEUE] });
   workers.push(laneWorker(EMAILS_QUEUE, processor, concurrency));
   const dispatcher = createWelcomeDispatcher({
     db: mailDb.db,
     queue: queues[EMAILS_QUEUE],
     retry: { attempts: env.EMAIL_ATTEMPTS, delayMs: env.EMAIL_RETRY_DELAY_MS },
     intervalMs: env.EMAIL_DISPATCH_INTERVAL_MS,
+    afterMs: env.EMAIL_DISPATCH_AFTER_MS,
     log,
     metrics,
   });
@@ -163,6 +162,7 @@ function close(signal: string): Promise<void> {
       log.warn({ timeoutMs: env.SHUTDOWN_TIMEOUT_MS }, "active jobs did not finish in time; closing anyway");
       await Promise.allSettled(workers.map((w) => w.close(true)));
     }
+    await relay.close();
     await closeQueues(queues);
     mail?.mailer.close();
     await mail?.closeDb().catch((err) => log.warn({ err }, "closing the email pool failed"));

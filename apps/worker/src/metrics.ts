@@ -28,8 +28,14 @@ export function createWorkerMetrics() {
   });
   const batchSize = new client.Histogram({
     name: "ingest_worker_batch_size",
-    help: "Jobs applied together in one transaction by this worker process",
+    help: "Writes applied together in one transaction by this worker process",
     buckets: [1, 2, 5, 10, 20, 50, 100, 200],
+    registers,
+  });
+  const carrierWrites = new client.Histogram({
+    name: "ingest_worker_carrier_writes",
+    help: "Writes held by each carrier job this worker process took (the API gathers the writes it accepts close together into one job)",
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
     registers,
   });
   const batchFallbacks = new client.Counter({
@@ -61,7 +67,7 @@ export function createWorkerMetrics() {
     labelNames: ["email", "kind"] as const,
     registers,
   });
-  return { registry, duration, failures, orderWaits, batchSize, batchFallbacks, bulkLines, emailsSent, emailsDispatched, emailFailures };
+  return { registry, duration, failures, orderWaits, batchSize, carrierWrites, batchFallbacks, bulkLines, emailsSent, emailsDispatched, emailFailures };
 }
 
 /** One micro-batch applied: its size, and whether it fell back to one by one. */

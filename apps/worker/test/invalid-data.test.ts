@@ -4,8 +4,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { createDb } from "@ingest/db";
 import { createScratchDatabase } from "./support/scratch.js";
 import { envelope } from "./support/envelope.js";
-import { applyJob, type Outcome } from "../src/apply.js";
-import { applyBatch } from "../src/apply-batch.js";
+import { applyWrite } from "../src/apply-write.js";
+import type { Outcome } from "../src/write.js";
+import { applyWrites } from "../src/apply-writes.js";
 import { invalidDataError } from "../src/errors.js";
 
 // Data the payload schema lets through but PostgreSQL refuses: in a LATIN1 database, a
@@ -32,21 +33,21 @@ describe("data PostgreSQL rejects", () => {
   it("fails the job at once as INVALID_DATA with PostgreSQL's reason, recorded like any permanent failure", async () => {
     const tag = randomUUID().slice(0, 8);
     const job = reg(`latin-${tag}@example.com`, UNTRANSLATABLE);
-    const outcome = await applyJob(db, job);
+    const outcome = await applyWrite(db, job);
     expect(outcome).toMatchObject({ status: "failed", code: "INVALID_DATA", message: expect.stringContaining('has no equivalent in encoding "LATIN1"') });
     // A redelivery answers the same from the ledger.
-    expect(await applyJob(db, { ...job, attemptsMade: 1, redelivered: true })).toEqual(outcome);
+    expect(await applyWrite(db, { ...job, attemptsMade: 1, redelivered: true })).toEqual(outcome);
     expect(await count(sql`select count(*) as n from job_ledger where job_id = ${job.id} and status = 'failed'`)).toBe(1);
     expect(await count(sql`select count(*) as n from registrations where email = ${`latin-${tag}@example.com`}`)).toBe(0);
 
-    const untranslatable = await applyJob(db, create(UNTRANSLATABLE));
+    const untranslatable = await applyWrite(db, create(UNTRANSLATABLE));
     expect(untranslatable).toMatchObject({ status: "failed", code: "INVALID_DATA", message: expect.stringContaining('has no equivalent in encoding "LATIN1"') });
   });
 
   it("an edit that fails so ends its turn: the product's next edit applies at once", async () => {
     const bad = put(600_001, UNTRANSLATABLE, 10, null);
-    expect(codeOf(await applyJob(db, bad))).toBe("INVALID_DATA");
-    expect(await applyJob(db, put(600_001, "after", 11, 10, bad.id))).toEqual({ status: "completed", result: { productId: 600_001 } });
+    expect(codeOf(await applyWrite(db, bad))).toBe("INVALID_DATA");
+    expect(await applyWrite(db, put(600_001, "after", 11, 10, bad.id))).toEqual({ status: "completed", result: { productId: 600_001 } });
     expect(await nameOf(600_001)).toBe("after");
   });
 
@@ -60,7 +61,7 @@ describe("data PostgreSQL rejects", () => {
       put(600_002, "after", 21, 20, bad.id),
       create(`created-${tag}`),
     ];
-    const report = await applyBatch(db, jobs);
+    const report = await applyWrites(db, jobs);
     expect(report.fellBack).toBe(true);
     const settled = await Promise.all(report.settled);
     expect(settled.map((s) => (s.ok ? codeOf(s.value) : String(s.error)))).toEqual(["completed", "INVALID_DATA", "INVALID_DATA", "completed", "completed"]);

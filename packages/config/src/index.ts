@@ -164,4 +164,4 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what = "operatio
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-export { createBatcher, settle, type Batcher, type BatcherOptions, type Settled } from "./batcher.js";
+export { settle, type Settled } from "./settle.js";

@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
-import { JOB_ID_PREFIX, type JobName, type PayloadOf } from "./definitions.js";
+import type { JobName, PayloadOf } from "./definitions.js";
 import { ZProduct, ZProductPatch } from "./payloads.js";
 import { check, type FieldError } from "./validate.js";
 
@@ -90,10 +90,5 @@ export function parseBulkLine(text: string, line: number): { ok: true; value: Bu
 
 /** The ledger key of one line of a batch. */
 export const bulkLineId = (batchId: string, line: number) => `${batchId}-L${line}`;
-
-const LINE_ID = new RegExp(`^(${JOB_ID_PREFIX.bulk}-[0-9a-f-]{36})-L\\d+$`);
-
-/** The job that carries an edit: a batch line is carried by its batch's job. */
-export const carrierJobId = (jobId: string) => LINE_ID.exec(jobId)?.[1] ?? jobId;
 
 export type TBulkLine = Static<typeof ZBulkLine>;

@@ -31,8 +31,13 @@ export const JOB_ID_PREFIX: Record<QueueName, string> = {
 type Definition<S extends TSchema, R> = {
   queue: WriteQueueName;
   payload: S;
-  /** Edits that must apply in acceptance order carry a per-product sequence. */
-  ordered: boolean;
+  /**
+   * Edits that must apply in acceptance order name what they are ordered by (the product):
+   * each carries a sequence number per key, and waits for the edit accepted before it.
+   */
+  orderKey?: (payload: Static<S>) => number;
+  /** The catalog products whose cached reads the write changes once it is applied. */
+  invalidates?: (payload: Static<S>, result: R) => number[];
   result?: R;
 };
 
@@ -42,31 +47,37 @@ export type RegistrationResult = { registrationId: number; outcome: "created" | 
 export type ProductResult = { productId: number };
 export type ProductDeleteResult = { productId: number; deleted: true };
 
+const byProductId = (payload: { productId: number }) => payload.productId;
+const theProduct = (payload: { productId: number }) => [payload.productId];
+
 export const JOBS = {
   "registration.create": define<typeof ZRegistrationCreateJob, RegistrationResult>({
     queue: "registrations",
     payload: ZRegistrationCreateJob,
-    ordered: false,
   }),
   "product.create": define<typeof ZProductCreateJob, ProductResult>({
     queue: "products",
     payload: ZProductCreateJob,
-    ordered: false,
+    // A create's id is known only once it is applied.
+    invalidates: (_payload, result) => [result.productId],
   }),
   "product.replace": define<typeof ZProductReplaceJob, ProductResult>({
     queue: "products",
     payload: ZProductReplaceJob,
-    ordered: true,
+    orderKey: byProductId,
+    invalidates: theProduct,
   }),
   "product.patch": define<typeof ZProductPatchJob, ProductResult>({
     queue: "products",
     payload: ZProductPatchJob,
-    ordered: true,
+    orderKey: byProductId,
+    invalidates: theProduct,
   }),
   "product.delete": define<typeof ZProductDeleteJob, ProductDeleteResult>({
     queue: "products",
     payload: ZProductDeleteJob,
-    ordered: true,
+    orderKey: byProductId,
+    invalidates: theProduct,
   }),
 } as const;
 
@@ -84,6 +95,10 @@ export type JobData<N extends JobName = JobName> = {
   /** The job that took prevSeq, so a worker can tell a slow predecessor from a lost one. */
   prevJobId?: string;
   requestId?: string;
+  /** A write that failed for good in the carrier named here, now a job of its own. */
+  spilledFrom?: string;
+  /** A spilled write's acceptance (its carrier's timestamp), in ms. */
+  acceptedAt?: number;
 };
 
 export function isJobName(name: string): name is JobName {

@@ -1,19 +1,46 @@
+// Welcome email jobs. The email lane's dispatcher moves the emails registrations owe
+// (their email_sends outbox rows) to the emails queue in batch jobs, many emails each;
+// an email that fails for good becomes a job of its own (`eml-welcome-<registrationId>`),
+// so Bull Board shows it with its reason and a retry there sends it.
+import { createHash } from "node:crypto";
 import type { JobsOptions } from "bullmq";
-import type { AddRequest } from "./bulk-add.js";
 import { JOB_ID_PREFIX } from "./definitions.js";
 import type { TWelcomeEmailJob } from "./payloads.js";
 
+/** One email's job. */
 export const WELCOME_EMAIL_JOB = "email.welcome";
+/** A batch of emails in one job. */
+export const WELCOME_BATCH_JOB = "email.welcome-batch";
 
 /** What an email job stores: the payload, and the request id of the write that led to it. */
 export type EmailJobData = { payload: TWelcomeEmailJob; requestId?: string };
 
-/**
- * One id per registration: adding the job again (a dispatch repeated after a crash
- * before its commit) is a no-op while the job is in Redis. After it has been removed,
- * the worker's email_sends row is what keeps a second job from sending again.
- */
+export type WelcomeEmail = TWelcomeEmailJob & { requestId?: string };
+export type WelcomeBatchData = { emails: WelcomeEmail[] };
+
+/** The emails a job of the emails queue holds, or undefined for a job that is not one. */
+export function emailsOf(job: { name: string; data: unknown }): WelcomeEmail[] | undefined {
+  if (job.name === WELCOME_BATCH_JOB) {
+    const emails = (job.data as Partial<WelcomeBatchData> | null)?.emails;
+    return Array.isArray(emails) ? emails : undefined;
+  }
+  if (job.name !== WELCOME_EMAIL_JOB) return undefined;
+  const data = job.data as Partial<EmailJobData> | null;
+  return data?.payload ? [{ ...data.payload, ...(data.requestId ? { requestId: data.requestId } : {}) }] : undefined;
+}
+
+/** One email's own job: one id per registration. */
 export const welcomeEmailJobId = (registrationId: number) => `${JOB_ID_PREFIX.emails}-welcome-${registrationId}`;
+
+/**
+ * A batch's id follows from the registrations it holds: a dispatch repeated after a
+ * crash before its commit adds the same batch again, a no-op while the job is in Redis.
+ * After it has been removed, the email_sends rows keep a sent email from going twice.
+ */
+export function welcomeBatchJobId(registrationIds: number[]): string {
+  const digest = createHash("sha256").update(registrationIds.join(",")).digest("base64url").slice(0, 22);
+  return `${JOB_ID_PREFIX.emails}-welcome-batch-${digest}`;
+}
 
 export type EmailRetry = { attempts: number; delayMs: number };
 
@@ -23,7 +50,8 @@ export const emailJobOptions = (retry: EmailRetry): JobsOptions => ({
   backoff: { type: "exponential", delay: retry.delayMs },
 });
 
-export function welcomeEmailRequest(payload: TWelcomeEmailJob, retry: EmailRetry, requestId?: string): AddRequest {
-  const data: EmailJobData = { payload, ...(requestId ? { requestId } : {}) };
-  return { name: WELCOME_EMAIL_JOB, data, jobId: welcomeEmailJobId(payload.registrationId), opts: emailJobOptions(retry) };
+/** An email as a job of its own (data as WELCOME_EMAIL_JOB takes it). */
+export function welcomeEmailData(email: WelcomeEmail): EmailJobData {
+  const { requestId, ...payload } = email;
+  return { payload, ...(requestId ? { requestId } : {}) };
 }

@@ -13,7 +13,7 @@ export {
   type RedisClient,
   type RedisTarget,
 } from "./connection.js";
-export { createBulkAdder, toBulkJob, type AddRequest } from "./bulk-add.js";
+export { createCarrierAdder, type CarrierAdder, type CarrierAdderOptions, type CarrierSlot } from "./carrier-add.js";
 export { createReplicaWait, NotReplicatedError, type ReplicaWait } from "./replication.js";
 export { closeQueues, createQueues, DEFAULT_JOB_OPTIONS, DEFAULT_PREFIX, type Queues } from "./queues.js";
 export {
@@ -22,8 +22,11 @@ export {
   InvalidPayloadError,
   QueueUnavailableError,
   Producer,
+  CARRIER_DEFAULTS,
+  type CarrierLimits,
   type Accepted,
   type EnqueueOptions,
   type Idempotency,
 } from "./producer.js";
 export * from "./bulk.js";
+export * from "./writes.js";

@@ -1,9 +1,10 @@
 import { createHash, randomUUID } from "node:crypto";
 import { withTimeout } from "@ingest/config";
-import { BULK_QUEUE, JOB_ID_PREFIX, JOBS, type JobData, type JobName, type PayloadOf, type QueueName } from "./definitions.js";
-import { createBulkAdder, type AddRequest } from "./bulk-add.js";
+import { BULK_QUEUE, JOB_ID_PREFIX, JOBS, type JobName, type PayloadOf, type WriteQueueName } from "./definitions.js";
+import { createCarrierAdder, type CarrierAdder } from "./carrier-add.js";
 import type { RedisClient } from "./connection.js";
 import { BULK_JOB, bulkLineId, type BulkJobData } from "./bulk.js";
+import { orderKeyOf, type Write } from "./writes.js";
 import type { Queues } from "./queues.js";
 import { createReplicaWait, type ReplicaWait } from "./replication.js";
 import { check } from "./validate.js";
@@ -65,7 +66,8 @@ type ScriptedRedis = RedisClient & {
 };
 
 export type Idempotency = { scope: string; key: string; fingerprint: string };
-export type EnqueueOptions = { idempotency?: Idempotency; requestId?: string };
+/** sizeHint: the write's size in bytes (its request body), to keep carriers bounded. */
+export type EnqueueOptions = { idempotency?: Idempotency; requestId?: string; sizeHint?: number };
 export type Accepted = { jobId: string; replayed: boolean };
 
 /** Redis cannot take the write now; nothing was stored. */
@@ -99,7 +101,17 @@ export type ProducerDeps = {
   jobExists: (jobId: string) => Promise<boolean>;
   /** When replicas > 0, a write is accepted only once it reached that many Redis replicas. */
   replicas?: ReplicaWait;
+  /** How writes are gathered into carrier jobs (defaults: CARRIER_DEFAULTS). */
+  carriers?: Partial<CarrierLimits>;
+  /** Each carrier stored, with its queue and number of writes. */
+  onCarrier?: (queue: WriteQueueName, writes: number) => void;
 };
+
+export type CarrierLimits = { maxWrites: number; maxBytes: number; lingerMs: number };
+
+// A carrier closes at the end of the event-loop turn its first write arrived in: under
+// load that turn holds many requests' writes, and a lone write waits for nothing.
+export const CARRIER_DEFAULTS: CarrierLimits = { maxWrites: 500, maxBytes: 1024 * 1024, lingerMs: 0 };
 
 export function hashKey(value: string): string {
   return createHash("sha256").update(value).digest("base64url");
@@ -107,7 +119,7 @@ export function hashKey(value: string): string {
 
 export class Producer {
   private readonly redis: ScriptedRedis;
-  private readonly adders = new Map<QueueName, (request: AddRequest) => Promise<void>>();
+  private readonly carriers = new Map<WriteQueueName, CarrierAdder>();
   private readonly replicated: (() => Promise<void>) | undefined;
 
   constructor(private readonly deps: ProducerDeps) {
@@ -156,8 +168,8 @@ export class Producer {
     const idem = opts.idempotency;
     const idemKey = idem ? `${this.deps.prefix}:idem:${hashKey(idem.scope)}:${hashKey(idem.key)}` : undefined;
     const record = idem ? JSON.stringify({ f: idem.fingerprint, j: jobId, t: Date.now() } satisfies IdempotencyRecord) : undefined;
-    const ordered = batch.lines.filter((l) => JOBS[l.name].ordered);
-    const seqKeys = ordered.map((l) => `${this.deps.prefix}:seq:product:${(l.payload as { productId: number }).productId}`);
+    const ordered = batch.lines.filter((l) => orderKeyOf(l) !== undefined);
+    const seqKeys = ordered.map((l) => this.sequenceKey(orderKeyOf(l)!));
     const reply = await this.redis.ingestReserve(
       (idemKey ? 1 : 0) + seqKeys.length,
       ...(idemKey ? [idemKey] : []),
@@ -187,58 +199,79 @@ export class Producer {
     return { jobId, replayed: false };
   }
 
+  private sequenceKey(productId: number) {
+    return `${this.deps.prefix}:seq:product:${productId}`;
+  }
+
   private async store<N extends JobName>(name: N, payload: PayloadOf<N>, opts: EnqueueOptions): Promise<Accepted> {
     const def = JOBS[name];
-    const jobId = `${JOB_ID_PREFIX[def.queue]}-${randomUUID()}`;
+    // The write's place (and so its id) is taken first: the idempotency record and the
+    // product's sequence name it before the write joins its carrier.
+    const slot = this.carrier(def.queue).reserve(opts.sizeHint);
+    const write: Write<N> = { id: slot.id, name, payload };
+    if (opts.requestId) write.requestId = opts.requestId;
     const idem = opts.idempotency;
     const idemKey = idem ? `${this.deps.prefix}:idem:${hashKey(idem.scope)}:${hashKey(idem.key)}` : undefined;
-    const productId = def.ordered ? (payload as { productId: number }).productId : undefined;
-    const seqKey = productId === undefined ? undefined : `${this.deps.prefix}:seq:product:${productId}`;
-
-    const data: JobData<N> = { payload };
-    if (opts.requestId) data.requestId = opts.requestId;
+    const productId = orderKeyOf(write);
+    const seqKey = productId === undefined ? undefined : this.sequenceKey(productId);
     let record: string | undefined;
 
     if (idemKey || seqKey) {
       const keys = [idemKey, seqKey].filter((k): k is string => k !== undefined);
-      if (idem) record = JSON.stringify({ f: idem.fingerprint, j: jobId, t: Date.now() } satisfies IdempotencyRecord);
-      const reply = await this.redis.ingestReserve(
-        keys.length,
-        ...keys,
-        idemKey ? "1" : "0",
-        record ?? "",
-        IDEMPOTENCY_TTL_S,
-        SEQUENCE_TTL_S,
-        ...(seqKey ? [jobId] : []),
-      );
-      if (reply[0] === "existing") return this.replay(opts, idemKey!, reply[1], () => this.store(name, payload, opts));
+      if (idem) record = JSON.stringify({ f: idem.fingerprint, j: slot.id, t: Date.now() } satisfies IdempotencyRecord);
+      let reply: ReserveReply;
+      try {
+        reply = await this.redis.ingestReserve(
+          keys.length,
+          ...keys,
+          idemKey ? "1" : "0",
+          record ?? "",
+          IDEMPOTENCY_TTL_S,
+          SEQUENCE_TTL_S,
+          ...(seqKey ? [slot.id] : []),
+        );
+      } catch (err) {
+        slot.cancel();
+        throw err;
+      }
+      if (reply[0] === "existing") {
+        slot.cancel();
+        return this.replay(opts, idemKey!, reply[1], () => this.store(name, payload, opts));
+      }
       if (seqKey) {
-        data.seq = Number(reply[1]);
-        data.prevSeq = reply[2] ? Number(reply[2]) : null;
-        if (reply[3]) data.prevJobId = reply[3];
+        write.seq = Number(reply[1]);
+        write.prevSeq = reply[2] ? Number(reply[2]) : null;
+        if (reply[3]) write.prevJobId = reply[3];
       }
     }
 
     try {
-      await this.adder(def.queue)({ name, data, jobId });
+      await slot.fill(write as Write);
     } catch (err) {
-      // A timed-out add may still have landed. Free the key only when the job is
+      // A timed-out add may still have landed. Free the key only when the write is
       // certainly absent; otherwise a retry waits out the pending window (409) and
-      // then finds the job or takes the key over.
-      if (idemKey && record) this.releaseIfAbsent(idemKey, record, jobId);
+      // then finds the write or takes the key over.
+      if (idemKey && record) this.releaseIfAbsent(idemKey, record, slot.id);
       throw err;
     }
-    return { jobId, replayed: false };
+    return { jobId: slot.id, replayed: false };
   }
 
-  /** Concurrent requests' jobs go to Redis together, one pipelined addBulk per event-loop turn. */
-  private adder(queue: QueueName) {
-    let add = this.adders.get(queue);
-    if (!add) {
-      add = createBulkAdder(this.deps.queues[queue], { timeoutMs: ADD_TIMEOUT_MS, ...(this.replicated ? { afterAdd: this.replicated } : {}) });
-      this.adders.set(queue, add);
+  /** The writes a queue accepts close together go to Redis in one carrier job. */
+  private carrier(queue: WriteQueueName): CarrierAdder {
+    let adder = this.carriers.get(queue);
+    if (!adder) {
+      adder = createCarrierAdder(this.deps.queues[queue], {
+        ...CARRIER_DEFAULTS,
+        ...this.deps.carriers,
+        idPrefix: JOB_ID_PREFIX[queue],
+        timeoutMs: ADD_TIMEOUT_MS,
+        ...(this.replicated ? { afterAdd: this.replicated } : {}),
+        ...(this.deps.onCarrier ? { onAdded: (n: number) => this.deps.onCarrier!(queue, n) } : {}),
+      });
+      this.carriers.set(queue, adder);
     }
-    return add;
+    return adder;
   }
 
   /** The key was taken before: the same request answers its first job, another one is refused. */

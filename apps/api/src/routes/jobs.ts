@@ -1,3 +1,4 @@
+import { isClientJobId } from "@ingest/jobs";
 import { Router } from "express";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AppError } from "../errors.js";
@@ -5,7 +6,6 @@ import type { JobStatus, JobStatusReader } from "../job-status.js";
 import { methodNotAllowed } from "../middleware/method-not-allowed.js";
 
 const MAX_WAIT_MS = 10_000;
-const JOB_ID = /^[a-z]{3}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const isFinished = (s: JobStatus) => s.state === "completed" || s.state === "failed";
 
 function parseWaitMs(raw: unknown): number {
@@ -34,7 +34,7 @@ export function jobRoutes(reader: JobStatusReader): Router {
           throw new AppError("unavailable", "Job status is unavailable right now.", { retryAfterS: 2 });
         }
       };
-      let status = JOB_ID.test(id) ? await read() : undefined;
+      let status = isClientJobId(id) ? await read() : undefined;
       if (!status) throw new AppError("not_found", `No job with id ${JSON.stringify(id.slice(0, 80))}.`);
       // Long-poll: hold the answer until the job finishes, the wait ends or the client leaves.
       let pause = 10;

@@ -103,7 +103,8 @@ export function writeRoutes(producer: Producer, opts: WriteOptions): Router {
 
   async function accept<N extends JobName>(req: Request, res: Response, name: N, payload: PayloadOf<N>) {
     const idempotency = idempotencyFor(req, payload, req.auth?.sub);
-    const accepted = await store(req, () => producer.enqueue(name, payload, { idempotency, requestId: req.id }));
+    const sizeHint = Number(req.headers["content-length"]) || 0;
+    const accepted = await store(req, () => producer.enqueue(name, payload, { idempotency, requestId: req.id, sizeHint }));
     if (!accepted.replayed) opts.onAccepted(name);
     answer(res, accepted.jobId);
   }

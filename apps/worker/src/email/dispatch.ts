@@ -1,6 +1,6 @@
 import { throttled, withTimeout } from "@ingest/config";
 import type { Db } from "@ingest/db";
-import { toBulkJob, welcomeEmailRequest, type EmailRetry } from "@ingest/jobs";
+import { emailJobOptions, welcomeBatchJobId, WELCOME_BATCH_JOB, type EmailRetry, type WelcomeBatchData } from "@ingest/jobs";
 import type { Queue } from "bullmq";
 import { sql } from "drizzle-orm";
 import type { Logger } from "../logger.js";
@@ -8,6 +8,8 @@ import type { WorkerMetrics } from "../metrics.js";
 
 // Rows per transaction: one addBulk and one update for all of them.
 export const DISPATCH_BATCH_SIZE = 500;
+// Emails per job: a job's sends share its transactions and its retries.
+export const EMAILS_PER_JOB = 100;
 // Redis that does not take the jobs in this long fails the dispatch: the rows stay
 // pending and the next poll adds them again, under the same job ids.
 const ADD_TIMEOUT_MS = 5_000;
@@ -18,9 +20,12 @@ export type WelcomeDispatcherDeps = {
   queue: Pick<Queue, "addBulk">;
   retry: EmailRetry;
   intervalMs: number;
+  /** Pending rows younger than this are left to the relay (relay.ts). */
+  afterMs: number;
   log: Logger;
   metrics: WorkerMetrics;
   batchSize?: number;
+  emailsPerJob?: number;
 };
 
 export type WelcomeDispatcher = {
@@ -37,17 +42,21 @@ const ignore = () => {};
 type PendingRow = { registration_id: number; recipient: string; name: string; request_id: string | null };
 
 /**
- * Moves the welcome emails the registrations wrote to the email_sends outbox into the
- * emails queue. One dispatch locks up to batchSize pending rows (skip locked: processes
- * dispatching at the same time take different rows), adds their jobs in one addBulk,
- * marks the rows "queued" and commits. An add that fails rolls back, and the rows wait
- * for the next poll. A crash between the add and the commit leaves them pending with
- * their jobs in Redis: the next dispatch adds the same job ids, which BullMQ ignores
- * while the job is there; after it is gone, the email_sends row keeps a sent email
- * from going twice.
+ * Sweeps up the welcome emails the relay missed: rows of the email_sends outbox still
+ * pending afterMs after they were written (the relay hands the others to the emails
+ * queue at their commit). One dispatch locks up to batchSize pending rows (skip locked: processes
+ * dispatching at the same time take different rows), adds them as jobs of up to
+ * emailsPerJob emails in one addBulk, marks the rows "queued" and commits. An add that
+ * fails rolls back, and the rows wait for the next poll. A crash between the add and the
+ * commit leaves them pending with their jobs in Redis: the next dispatch of the same
+ * rows adds the same job ids (they follow from the registrations), which BullMQ ignores
+ * while the job is there; after it is gone, the email_sends rows keep a sent email from
+ * going twice.
  */
 export function createWelcomeDispatcher(deps: WelcomeDispatcherDeps): WelcomeDispatcher {
   const limit = deps.batchSize ?? DISPATCH_BATCH_SIZE;
+  const perJob = deps.emailsPerJob ?? EMAILS_PER_JOB;
+  const opts = emailJobOptions(deps.retry);
   // An add that timed out may still land. Until it settles, another add would only
   // queue up behind it in the Redis client (which holds commands while Redis is away).
   let unsettledAdd: Promise<void> | undefined;
@@ -60,13 +69,19 @@ export function createWelcomeDispatcher(deps: WelcomeDispatcherDeps): WelcomeDis
         from email_sends e
         join registrations r on r.id = e.registration_id
         where e.status = 'pending' and e.kind = 'welcome'
+          and e.updated_at < now() - make_interval(secs => ${deps.afterMs / 1_000})
         order by e.registration_id
         limit ${limit}
         for update of e skip locked`);
       if (rows.length === 0) return 0;
-      const jobs = rows.map((r) =>
-        toBulkJob(welcomeEmailRequest({ registrationId: r.registration_id, email: r.recipient, name: r.name }, deps.retry, r.request_id ?? undefined)),
-      );
+      const jobs = [];
+      for (let start = 0; start < rows.length; start += perJob) {
+        const part = rows.slice(start, start + perJob);
+        const data: WelcomeBatchData = {
+          emails: part.map((r) => ({ registrationId: r.registration_id, email: r.recipient, name: r.name, ...(r.request_id ? { requestId: r.request_id } : {}) })),
+        };
+        jobs.push({ name: WELCOME_BATCH_JOB, data: data as never, opts: { ...opts, jobId: welcomeBatchJobId(part.map((r) => r.registration_id)) } });
+      }
       const add = deps.queue.addBulk(jobs);
       const settling: Promise<void> = add.then(ignore, ignore).then(() => {
         if (unsettledAdd === settling) unsettledAdd = undefined;

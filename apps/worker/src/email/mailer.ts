@@ -28,14 +28,12 @@ export function createMailer(config: MailerConfig, log: Logger): Mailer {
     if (config.nodeEnv === "production") {
       log.warn("SMTP_URL is not set: welcome emails are written to the log, not sent to anyone");
     }
-    const transport = nodemailer.createTransport({ jsonTransport: true });
     return {
       kind: "log",
       async send(email) {
-        await transport.sendMail({ from: config.from, ...email });
         log.info({ messageId: email.messageId, to: email.to, subject: email.subject }, "email logged, not sent (no SMTP_URL)");
       },
-      close: () => transport.close(),
+      close: () => {},
     };
   }
   const transport = nodemailer.createTransport({

@@ -1,17 +1,20 @@
+// The handler of every write, by job name.
 import { createProduct } from "./product-create.js";
 import { deleteProduct } from "./product-delete.js";
 import { patchProduct } from "./product-patch.js";
 import { replaceProduct } from "./product-replace.js";
-import { createRegistration } from "./registration-create.js";
+import { createRegistration, createRegistrations } from "./registration-create.js";
 import type { HandlerMap } from "./types.js";
 
+const sameProduct = ({ productId }: { productId: number }) => ({ productId });
+
 export const HANDLERS: HandlerMap = {
-  "registration.create": createRegistration,
-  "product.create": createProduct,
-  "product.replace": replaceProduct,
-  "product.patch": patchProduct,
-  "product.delete": deleteProduct,
+  "registration.create": { apply: createRegistration, applyMany: createRegistrations },
+  "product.create": { apply: createProduct },
+  "product.replace": { apply: replaceProduct, superseded: sameProduct },
+  "product.patch": { apply: patchProduct, superseded: sameProduct },
+  // A delete skipped for a newer edit still answers as a delete.
+  "product.delete": { apply: deleteProduct, superseded: ({ productId }) => ({ productId, deleted: true }) },
 };
 
-export { createRegistrations } from "./registration-create.js";
-export type { ApplyContext, Handler, HandlerMap, Tx } from "./types.js";
+export type { ApplyContext, Handler, HandlerMap, Tx, WriteHandler } from "./types.js";

@@ -1,10 +1,10 @@
 import { sql } from "drizzle-orm";
 import type { PayloadOf, ResultOf } from "@ingest/jobs";
-import type { Handler, Tx } from "./types.js";
+import type { ApplyContext, Handler, Tx } from "./types.js";
 
 // The unique index on lower(email) decides; a concurrent twin waits on it and then sees ours.
 export const createRegistration: Handler<"registration.create"> = async (tx, payload, ctx) =>
-  (await createRegistrations(tx, [{ payload, jobId: ctx.jobId, requestId: ctx.requestId }]))[0]!;
+  (await createRegistrations(tx, [{ payload, ctx }]))[0]!;
 
 type RegistrationPayload = PayloadOf<"registration.create">;
 
@@ -19,10 +19,10 @@ type RegistrationPayload = PayloadOf<"registration.create">;
  */
 export async function createRegistrations(
   tx: Tx,
-  items: { payload: RegistrationPayload; jobId: string; requestId?: string }[],
+  items: { payload: RegistrationPayload; ctx: ApplyContext }[],
 ): Promise<ResultOf<"registration.create">[]> {
   const rows = items
-    .map(({ payload: { registration: r }, jobId, requestId }) => ({
+    .map(({ payload: { registration: r }, ctx: { jobId, requestId } }) => ({
       email: r.email,
       name: r.name,
       plan: r.plan ?? "free",
@@ -47,7 +47,7 @@ export async function createRegistrations(
     )
     select id, job_id from ins`);
   const created = new Map(inserted.rows.map((r) => [r.job_id, r.id]));
-  const taken = items.filter((i) => !created.has(i.jobId)).map((i) => i.payload.registration.email);
+  const taken = items.filter((i) => !created.has(i.ctx.jobId)).map((i) => i.payload.registration.email);
   const existing = new Map<string, number>();
   if (taken.length) {
     // Keyed by the email as given: PostgreSQL's lower() decides what matches, not JavaScript's.
@@ -57,8 +57,8 @@ export async function createRegistrations(
       join registrations r on lower(r.email) = lower(e.email)`);
     for (const r of found.rows) existing.set(r.email, r.id);
   }
-  return items.map(({ payload, jobId }) => {
-    const id = created.get(jobId);
+  return items.map(({ payload, ctx }) => {
+    const id = created.get(ctx.jobId);
     if (id !== undefined) return { registrationId: id, outcome: "created" as const };
     const dup = existing.get(payload.registration.email);
     if (dup === undefined) throw new Error("registration conflict without an existing row");

@@ -1,12 +1,21 @@
+// What the worker knows about applying each kind of write.
 import type { Db } from "@ingest/db";
 import type { JobName, PayloadOf, ResultOf } from "@ingest/jobs";
 
 export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
-export type ApplyContext = { jobId: string; requestId?: string };
+export type ApplyContext = { jobId: string; requestId?: string | undefined };
 
-/** Applies one job's effect inside the caller's transaction; no commits here. */
+/** Applies one write's effect inside the caller's transaction; no commits here. */
 export type Handler<N extends JobName> = (tx: Tx, payload: PayloadOf<N>, ctx: ApplyContext) => Promise<ResultOf<N>>;
 
+export type WriteHandler<N extends JobName> = {
+  apply: Handler<N>;
+  /** The multi-row form, where there is one: many writes in a few statements, results in their order. */
+  applyMany?: (tx: Tx, items: { payload: PayloadOf<N>; ctx: ApplyContext }[]) => Promise<ResultOf<N>[]>;
+  /** Ordered edits: what one answers when a newer edit of its product was applied first (it is skipped). */
+  superseded?: (payload: PayloadOf<N>) => ResultOf<N>;
+};
+
 /** Every job name must have a handler: a missing one is a compile error. */
-export type HandlerMap = { [N in JobName]: Handler<N> };
+export type HandlerMap = { [N in JobName]: WriteHandler<N> };

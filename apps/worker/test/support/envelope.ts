@@ -1,12 +1,16 @@
+// Writes as the worker sees them, for tests that apply them directly.
 import { randomUUID } from "node:crypto";
-import type { JobEnvelope } from "../../src/apply.js";
+import type { WriteEnvelope } from "../../src/write.js";
 
-/** A first delivery of a job as the worker would see it, with a fresh id. */
-export const envelope = (name: JobEnvelope["name"], payload: unknown, extra: Partial<JobEnvelope["data"]> = {}): JobEnvelope => ({
-  id: `${name.startsWith("registration") ? "reg" : "prd"}-${randomUUID()}`,
+type Extra = Partial<Pick<WriteEnvelope, "seq" | "prevSeq" | "prevJobId" | "requestId">>;
+
+/** A first delivery of a write as the worker would see it, with a fresh id of a carrier's shape. */
+export const envelope = (name: WriteEnvelope["name"], payload: unknown, extra: Extra = {}): WriteEnvelope => ({
+  id: `${name.startsWith("registration") ? "reg" : "prd"}-${randomUUID()}.0`,
   name,
+  payload: payload as never,
+  ...extra,
   queue: name.startsWith("registration") ? "registrations" : "products",
-  data: { payload: payload as never, ...extra },
   timestamp: Date.now(),
   attemptsMade: 0,
   redelivered: false,

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { createDb } from "@ingest/db";
 import { createScratchDatabase } from "./support/scratch.js";
 import { envelope } from "./support/envelope.js";
-import { applyJob } from "../src/apply.js";
+import { applyWrite } from "../src/apply-write.js";
 import { PredecessorPendingError } from "../src/errors.js";
 
 // A database of this file's own: its fixed product ids must not meet the ids other
@@ -25,10 +25,10 @@ const nameOf = async (id: number) => (await db.execute<{ name: string }>(sql`sel
 describe("exactly-once effect", () => {
   it("the same job delivered twice, one after the other, applies once and answers the same result", async () => {
     const job = envelope("registration.create", { registration: { email: "twice@example.com", name: "T" } });
-    const first = await applyJob(db, job);
+    const first = await applyWrite(db, job);
     // A retry reads the ledger first; a delivery not marked as one finds it on commit.
-    const second = await applyJob(db, { ...job, attemptsMade: 1, redelivered: true });
-    const third = await applyJob(db, job);
+    const second = await applyWrite(db, { ...job, attemptsMade: 1, redelivered: true });
+    const third = await applyWrite(db, job);
     expect(first).toEqual({ status: "completed", result: { registrationId: expect.any(Number), outcome: "created" } });
     expect(second).toEqual(first);
     expect(third).toEqual(first);
@@ -37,7 +37,7 @@ describe("exactly-once effect", () => {
 
   it("the same job delivered twice at the same time (lock lost, two workers) applies once", async () => {
     const job = envelope("product.create", { product: { name: "Twin", category: "c", default_price: "1.00", features: [{ feature: "a", value: "b" }] } });
-    const outcomes = await Promise.all([applyJob(db, job), applyJob(db, job), applyJob(db, job)]);
+    const outcomes = await Promise.all([applyWrite(db, job), applyWrite(db, job), applyWrite(db, job)]);
     expect(new Set(outcomes.map((o) => JSON.stringify(o))).size).toBe(1);
     expect(await count(sql`select count(*) as n from products where name = 'Twin'`)).toBe(1);
     expect(await count(sql`select count(*) as n from features f join products p on p.id = f.product_id where p.name = 'Twin'`)).toBe(1);
@@ -45,16 +45,16 @@ describe("exactly-once effect", () => {
 
   it("a permanent failure is recorded once and repeats the same way on redelivery", async () => {
     const job = envelope("product.patch", { productId: 888_888, changes: { name: "x" } }, { seq: 10, prevSeq: null });
-    const first = await applyJob(db, job);
+    const first = await applyWrite(db, job);
     expect(first).toEqual({ status: "failed", code: "PRODUCT_NOT_FOUND", message: "product 888888 does not exist" });
-    expect(await applyJob(db, job)).toEqual(first);
+    expect(await applyWrite(db, job)).toEqual(first);
     const [v] = await db.select().from(productVersions).where(eq(productVersions.productId, 888_888));
     expect(v?.seq).toBe(10);
   });
 
   it("a payload that fails the schema fails permanently, without touching the tables", async () => {
     const job = envelope("registration.create", { registration: { email: "no-at-sign", name: "X" } });
-    const outcome = await applyJob(db, job);
+    const outcome = await applyWrite(db, job);
     expect(outcome).toMatchObject({ status: "failed", code: "INVALID_PAYLOAD" });
     expect(await db.select().from(registrations).where(eq(registrations.email, "no-at-sign"))).toHaveLength(0);
   });
@@ -67,11 +67,11 @@ describe("per-product order", () => {
   it("an edit delivered before its predecessor waits for it", async () => {
     const a = put(900_001, "A", 100, null);
     const b = put(900_001, "B", 101, 100, a.id);
-    await expect(applyJob(db, b)).rejects.toBeInstanceOf(PredecessorPendingError);
+    await expect(applyWrite(db, b)).rejects.toBeInstanceOf(PredecessorPendingError);
     // Nothing of B was kept: not even its ledger row.
     expect(await count(sql`select count(*) as n from job_ledger where job_id = ${b.id}`)).toBe(0);
-    await applyJob(db, a);
-    await applyJob(db, b);
+    await applyWrite(db, a);
+    await applyWrite(db, b);
     expect(await nameOf(900_001)).toBe("B");
   });
 
@@ -79,19 +79,19 @@ describe("per-product order", () => {
     const a = put(900_002, "older", 200, null);
     const b = put(900_002, "newer", 201, 200, a.id);
     // The predecessor was given up on (gone from the queue): the newer edit applies alone...
-    await applyJob(db, b, { ignorePredecessor: true });
+    await applyWrite(db, b, { ignorePredecessor: true });
     // ...and when the older one turns up after all, it must not overwrite it.
-    expect(await applyJob(db, a)).toEqual({ status: "completed", result: { productId: 900_002 } });
+    expect(await applyWrite(db, a)).toEqual({ status: "completed", result: { productId: 900_002 } });
     expect(await nameOf(900_002)).toBe("newer");
   });
 
   it("an older edit cannot bring back a product deleted by a newer one", async () => {
     const a = put(900_003, "alive", 300, null);
-    await applyJob(db, a);
+    await applyWrite(db, a);
     const del = envelope("product.delete", { productId: 900_003 }, { seq: 302, prevSeq: 301 });
-    await applyJob(db, del, { ignorePredecessor: true });
+    await applyWrite(db, del, { ignorePredecessor: true });
     const late = put(900_003, "zombie", 301, 300, a.id);
-    await applyJob(db, late);
+    await applyWrite(db, late);
     expect(await nameOf(900_003)).toBeUndefined();
   });
 });
@@ -101,7 +101,7 @@ describe("product ids", () => {
     envelope("product.replace", { productId, product: { name, category: "c", default_price: "1.00" } }, { seq: 1, prevSeq: null });
   const create = (name: string) => envelope("product.create", { product: { name, category: "c", default_price: "1.00" } });
   const createdId = async (name: string) => {
-    const outcome = await applyJob(db, create(name));
+    const outcome = await applyWrite(db, create(name));
     expect(outcome).toEqual({ status: "completed", result: { productId: expect.any(Number) } });
     return (outcome as { result: { productId: number } }).result.productId;
   };
@@ -111,7 +111,7 @@ describe("product ids", () => {
 
   it("a PUT at the largest id leaves the sequence alone: creates after it still get fresh ids", async () => {
     const before = await nextId();
-    expect(await applyJob(db, replace(2_147_483_647, "max"))).toEqual({ status: "completed", result: { productId: 2_147_483_647 } });
+    expect(await applyWrite(db, replace(2_147_483_647, "max"))).toEqual({ status: "completed", result: { productId: 2_147_483_647 } });
     expect(await nextId()).toBe(before);
     const ids = [await createdId("after-max-1"), await createdId("after-max-2"), await createdId("after-max-3")];
     expect(ids).toEqual([before, before + 1, before + 2]);
@@ -119,7 +119,7 @@ describe("product ids", () => {
 
   it("a create skips the ids PUTs took ahead of the sequence, and PUTs do not move it", async () => {
     const n = await nextId();
-    for (const id of [n, n + 1, n + 2, n + 4]) await applyJob(db, replace(id, `put-${id}`));
+    for (const id of [n, n + 1, n + 2, n + 4]) await applyWrite(db, replace(id, `put-${id}`));
     expect(await nextId()).toBe(n);
     expect(await createdId("skips-1")).toBe(n + 3);
     expect(await createdId("skips-2")).toBe(n + 5);
@@ -133,7 +133,7 @@ describe("product ids", () => {
     try {
       await blocker.query("begin");
       await blocker.query("insert into products (id, name, category, default_price) values ($1, 'in flight', 'c', 1)", [n]);
-      const created = applyJob(db, create("behind-put"));
+      const created = applyWrite(db, create("behind-put"));
       expect(await Promise.race([created, sleep(300).then(() => "waiting")])).toBe("waiting");
       await blocker.query("commit");
       expect(await created).toEqual({ status: "completed", result: { productId: n + 1 } });

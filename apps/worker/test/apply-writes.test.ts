@@ -6,8 +6,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { createDb } from "@ingest/db";
 import { createScratchDatabase } from "./support/scratch.js";
 import { envelope } from "./support/envelope.js";
-import { applyJob, type JobEnvelope } from "../src/apply.js";
-import { applyBatch, createApplier } from "../src/apply-batch.js";
+import { applyWrite } from "../src/apply-write.js";
+import type { WriteEnvelope } from "../src/write.js";
+import { applyWrites } from "../src/apply-writes.js";
 import { PredecessorPendingError } from "../src/errors.js";
 
 // A database of this file's own: its fixed product ids must not meet the ids other
@@ -27,8 +28,8 @@ const rows = async <T>(query: ReturnType<typeof sql>) => (await db.execute<T & R
 const count = async (query: ReturnType<typeof sql>) => Number((await rows<{ n: string }>(query))[0]!.n);
 const nameOf = async (id: number) => (await rows<{ name: string }>(sql`select name from products where id = ${id}`))[0]?.name;
 /** Applies a batch and waits for every job's answer (those applied one by one come later). */
-const batch = async (jobs: JobEnvelope[]) => {
-  const report = await applyBatch(db, jobs);
+const batch = async (jobs: WriteEnvelope[]) => {
+  const report = await applyWrites(db, jobs);
   return { fellBack: report.fellBack, settled: await Promise.all(report.settled) };
 };
 const values = (report: Awaited<ReturnType<typeof batch>>) =>
@@ -38,7 +39,7 @@ describe("micro-batches", () => {
   it("applies a batch of registrations in one transaction, duplicates included, each with its own outcome", async () => {
     const tag = randomUUID().slice(0, 8);
     const [existing] = [reg(`old-${tag}@example.com`)];
-    const first = await applyJob(db, existing!);
+    const first = await applyWrite(db, existing!);
     const jobs = [reg(`a-${tag}@example.com`), reg(`B-${tag}@example.com`), reg(`b-${tag}@EXAMPLE.com`), reg(`OLD-${tag}@example.com`)];
     const report = await batch(jobs);
     expect(report.fellBack).toBe(false);
@@ -105,7 +106,7 @@ describe("micro-batches", () => {
       await blocker.query("begin");
       await blocker.query("insert into job_ledger (job_id, queue, name, status, accepted_at) values ($1, 'registrations', 'registration.create', 'active', now())", [stuck.id]);
       const started = performance.now();
-      const report = await applyBatch(db, [stuck, ...neighbours]);
+      const report = await applyWrites(db, [stuck, ...neighbours]);
       expect(report.fellBack).toBe(true);
       const answered = await Promise.all(report.settled.slice(1));
       expect(answered.map((a) => a.ok && a.value.status)).toEqual(["completed", "completed"]);
@@ -147,7 +148,7 @@ describe("per-product order inside a batch", () => {
   it("applies one product's edits in sequence order whatever order they came in, the last one wins", async () => {
     const id = 880_001;
     const a = put(id, "first", 10, null);
-    await applyJob(db, a);
+    await applyWrite(db, a);
     const b = put(id, "second", 11, 10, a.id);
     const c = put(id, "third", 12, 11, b.id);
     const d = envelope("product.patch", { productId: id, changes: { slogan: "patched" } }, { seq: 13, prevSeq: 12, prevJobId: c.id });
@@ -174,7 +175,7 @@ describe("per-product order inside a batch", () => {
     const newer = put(id, "newer", 41, 40, "prd-gone");
     const older = put(id, "older", 40, null);
     // The newer edit was given up waiting and applied alone; then both come round again together.
-    await applyJob(db, newer, { ignorePredecessor: true });
+    await applyWrite(db, newer, { ignorePredecessor: true });
     const report = await batch([older, { ...newer, redelivered: true, attemptsMade: 1 }]);
     expect(values(report)).toEqual([
       { status: "completed", result: { productId: id } },
@@ -189,28 +190,8 @@ describe("per-product order inside a batch", () => {
     const seconds = ids.map((id, k) => put(id, "v2", 2, 1, firsts[k]!.id));
     const [x, y] = await Promise.all([batch(firsts), batch([...seconds].reverse())]);
     // The second edits may have gone first and waited: apply what waited, as the worker would.
-    for (const [k, s] of y.settled.entries()) if (!s.ok) await applyJob(db, [...seconds].reverse()[k]!);
+    for (const [k, s] of y.settled.entries()) if (!s.ok) await applyWrite(db, [...seconds].reverse()[k]!);
     expect(x.settled.every((s) => s.ok)).toBe(true);
     for (const id of ids) expect(await nameOf(id)).toBe("v2");
-  });
-});
-
-describe("createApplier", () => {
-  it("coalesces concurrent jobs into batches of at most the batch size", async () => {
-    const sizes: number[] = [];
-    const apply = createApplier(db, { batchSize: 4, waitMs: 5, onBatch: (size) => sizes.push(size) });
-    const tag = randomUUID().slice(0, 8);
-    const outcomes = await Promise.all(Array.from({ length: 10 }, (_, i) => apply(reg(`c${i}-${tag}@example.com`))));
-    expect(outcomes.every((o) => o.status === "completed")).toBe(true);
-    // onBatch reports a batch when it is done, and the batches run side by side: any order.
-    expect([...sizes].sort((a, b) => a - b)).toEqual([2, 4, 4]);
-  });
-
-  it("with a batch size of 1 applies one by one", async () => {
-    const sizes: number[] = [];
-    const apply = createApplier(db, { batchSize: 1, waitMs: 5, onBatch: (size) => sizes.push(size) });
-    const outcome = await apply(reg(`single-${randomUUID().slice(0, 8)}@example.com`));
-    expect(outcome).toMatchObject({ status: "completed", result: { outcome: "created" } });
-    expect(sizes).toEqual([]);
   });
 });

@@ -1,0 +1,125 @@
+// Order per product: each edit carries the sequence number it took at acceptance and the
+// number and id of the edit accepted just before it. An edit applies only after that
+// one (checked under the product's advisory lock against product_versions); an edit
+// older than the one applied is skipped, so an older edit never overwrites a newer one.
+import { productVersions } from "@ingest/db";
+import { carrierJobId, orderKeyOf, queueOfJobId, writesOf, type Queues } from "@ingest/jobs";
+import { inArray, sql } from "drizzle-orm";
+import { PredecessorPendingError } from "./errors.js";
+import type { Tx } from "./handlers/index.js";
+import type { WriteEnvelope } from "./write.js";
+
+// Namespace of the transaction-scoped advisory locks that serialise edits per product.
+export const PRODUCT_LOCK_NAMESPACE = 1;
+
+/** Takes the products' locks in one statement, in ascending order, so racing batches cannot deadlock. */
+export async function lockProducts(tx: Tx, productIds: number[]): Promise<void> {
+  const ids = [...new Set(productIds)].sort((a, b) => a - b);
+  if (ids.length === 1) {
+    await tx.execute(sql`select pg_advisory_xact_lock(${PRODUCT_LOCK_NAMESPACE}, ${ids[0]!})`);
+    return;
+  }
+  await tx.execute(sql`
+    select count(pg_advisory_xact_lock(${PRODUCT_LOCK_NAMESPACE}::int, id::int))
+    from jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb) as t(id)`);
+}
+
+/** Each product's last applied sequence number, for those that have one. */
+export async function appliedSeqs(tx: Tx, productIds: number[]): Promise<Map<number, number>> {
+  const rows = await tx
+    .select({ productId: productVersions.productId, seq: productVersions.seq })
+    .from(productVersions)
+    .where(inArray(productVersions.productId, [...new Set(productIds)]));
+  return new Map(rows.map((r) => [r.productId, r.seq]));
+}
+
+/** Moves each product's applied sequence forward (never back). */
+export async function setAppliedSeqs(tx: Tx, rows: { productId: number; seq: number }[]): Promise<void> {
+  if (rows.length === 0) return;
+  await tx
+    .insert(productVersions)
+    .values(rows)
+    .onConflictDoUpdate({
+      target: productVersions.productId,
+      set: { seq: sql`greatest(${productVersions.seq}, excluded.seq)`, updatedAt: sql`now()` },
+    });
+}
+
+/** Marks the turns of these edits as taken (applied, skipped or failed for good): their successors may go. */
+export async function moveSequencesPast(tx: Tx, writes: WriteEnvelope[]): Promise<void> {
+  const last = new Map<number, number>();
+  for (const w of writes) {
+    const productId = orderKeyOf(w);
+    if (productId === undefined || typeof w.seq !== "number") continue;
+    last.set(productId, Math.max(w.seq, last.get(productId) ?? -Infinity));
+  }
+  await setAppliedSeqs(tx, [...last].map(([productId, seq]) => ({ productId, seq })));
+}
+
+/**
+ * Whether an ordered edit applies now, given its product's last applied sequence: an
+ * edit older than the one in place is superseded (it must not overwrite it); one whose
+ * predecessor has not been applied waits (throws PredecessorPendingError), unless told
+ * to go without it (its predecessor is gone for good).
+ */
+export function orderTurn(write: WriteEnvelope, applied: number | undefined, ignorePredecessor = false): "apply" | "superseded" {
+  const { seq, prevSeq = null } = write;
+  if (seq === undefined) throw new Error("orderTurn: an ordered edit without a sequence number");
+  if (applied !== undefined && applied >= seq) return "superseded";
+  const waiting = prevSeq !== null && (applied === undefined || applied < prevSeq);
+  if (waiting && !ignorePredecessor) throw new PredecessorPendingError(write.prevJobId);
+  return "apply";
+}
+
+// A predecessor that is not in Redis yet may still be on its way (its carrier can land a
+// moment after ours); after this long it certainly never will.
+const PREDECESSOR_GRACE_MS = 15_000;
+const FINISHED = new Set(["completed", "failed", "unknown"]);
+
+export type PredecessorDeps = { queues: Queues; orderWaitMaxMs: number };
+
+/**
+ * Whether an edit's predecessor may still apply: the job that carries it (a carrier, a
+ * bulk batch, or its own job) is queued or running, or a write of a finished carrier was
+ * spilled to a job of its own that is; or it is not in Redis yet but was accepted only a
+ * moment ago. Past orderWaitMaxMs nothing is waited for.
+ */
+export async function predecessorAlive(deps: PredecessorDeps, acceptedAt: number, prevJobId: string | undefined): Promise<boolean> {
+  if (Date.now() - acceptedAt > deps.orderWaitMaxMs || !prevJobId) return false;
+  const carrierId = carrierJobId(prevJobId);
+  const queue = queueOfJobId(carrierId);
+  if (!queue) return false;
+  const carrier = await deps.queues[queue].getJob(carrierId);
+  if (!carrier) return Date.now() - acceptedAt < PREDECESSOR_GRACE_MS;
+  if (!FINISHED.has(await carrier.getState())) return true;
+  if (carrierId === prevJobId || !writesOf(carrier)) return false;
+  // The carrier finished: its writes that failed for good were spilled before that.
+  const spilled = await deps.queues[queue].getJob(prevJobId);
+  return spilled !== undefined && !FINISHED.has(await spilled.getState());
+}
+
+/**
+ * Wakes the writes of this process waiting for an earlier edit when any edit commits
+ * here; edits committed by other processes are seen on the next poll.
+ */
+export function createTurnSignal() {
+  const waiting = new Set<() => void>();
+  return {
+    /** Resolves at the next commit of an ordered edit in this process, or after ms. */
+    wait(ms: number): Promise<void> {
+      return new Promise((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          waiting.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, ms);
+        waiting.add(done);
+      });
+    },
+    committed(): void {
+      for (const wake of [...waiting]) wake();
+    },
+  };
+}
+export type TurnSignal = ReturnType<typeof createTurnSignal>;

@@ -1,0 +1,95 @@
+// The loop every lane that applies writes shares (carriers, single write jobs, bulk
+// batches): writes in chunks, each chunk one transaction, edits that must wait for an
+// earlier edit of their product waiting, each write's outcome reported as it is known.
+import type { Db } from "@ingest/db";
+import { applyWrite } from "./apply-write.js";
+import { applyWrites } from "./apply-writes.js";
+import { PredecessorPendingError } from "./errors.js";
+import { predecessorAlive, type PredecessorDeps, type TurnSignal } from "./ordering.js";
+import type { Outcome, WriteEnvelope } from "./write.js";
+
+export type RunDeps = PredecessorDeps & {
+  db: Db;
+  turns: TurnSignal;
+  /** Writes per transaction. */
+  chunkSize: number;
+  /**
+   * How long a chunk's edits wait here for earlier edits of their products before they
+   * are handed back (runWrites answers them): a job that waits must not hold its worker's
+   * slot for long, or a queue full of waiting edits would starve the edits they wait for.
+   */
+  waitBudgetMs?: number;
+  onBatch?: (size: number, fellBack: boolean) => void;
+  onOrderWait?: () => void;
+};
+
+/** Called once per write with its final outcome, in the order they become known. */
+export type OnOutcome = (index: number, write: WriteEnvelope, outcome: Outcome) => void | Promise<void>;
+
+// How long a write waiting for its predecessor sleeps between looks, at first and at most
+// (a commit of an edit in this process wakes it at once).
+const FIRST_PAUSE_MS = 5;
+const MAX_PAUSE_MS = 250;
+
+/**
+ * Applies the writes a chunk at a time. A write whose predecessor is still pending waits
+ * for it while the rest of its chunk goes on, up to the wait budget; one whose
+ * predecessor is gone for good applies without it. Answers the writes still waiting when
+ * the budget ran out. A transient failure is thrown once the chunk's other writes are
+ * reported (the job retries, and writes applied answer from the ledger then).
+ * afterChunk runs once each chunk's writes are all reported.
+ */
+export async function runWrites(
+  deps: RunDeps,
+  writes: WriteEnvelope[],
+  onOutcome: OnOutcome,
+  afterChunk?: (done: number) => Promise<void>,
+): Promise<WriteEnvelope[]> {
+  const waiting: WriteEnvelope[] = [];
+  const deadline = performance.now() + (deps.waitBudgetMs ?? Infinity);
+  for (let start = 0; start < writes.length; start += deps.chunkSize) {
+    const chunk = writes.slice(start, start + deps.chunkSize).map((write, k) => ({ index: start + k, write }));
+    waiting.push(...(await runChunk(deps, chunk, onOutcome, deadline)));
+    await afterChunk?.(Math.min(start + deps.chunkSize, writes.length));
+  }
+  return waiting;
+}
+
+type Indexed = { index: number; write: WriteEnvelope };
+
+async function runChunk(deps: RunDeps, chunk: Indexed[], onOutcome: OnOutcome, deadline: number): Promise<WriteEnvelope[]> {
+  let todo = chunk;
+  let failure: unknown;
+  for (let pause = FIRST_PAUSE_MS; todo.length; pause = Math.min(pause * 2, MAX_PAUSE_MS)) {
+    const report = await applyWrites(deps.db, todo.map((t) => t.write));
+    deps.onBatch?.(todo.length, report.fellBack);
+    const settled = await Promise.all(report.settled);
+    const waiting: Indexed[] = [];
+    let committed = false;
+    for (const [k, s] of settled.entries()) {
+      const t = todo[k]!;
+      if (s.ok) {
+        committed = true;
+        await onOutcome(t.index, t.write, s.value);
+      } else if (s.error instanceof PredecessorPendingError) waiting.push(t);
+      else failure ??= s.error;
+    }
+    if (committed) deps.turns.committed();
+    if (failure !== undefined) throw failure;
+    if (!waiting.length) return [];
+
+    const alive = await Promise.all(waiting.map((t) => predecessorAlive(deps, t.write.timestamp, t.write.prevJobId)));
+    // Their predecessors are gone for good: in sequence order, without them.
+    const gone = waiting.filter((_, k) => !alive[k]).sort((a, b) => (a.write.seq ?? 0) - (b.write.seq ?? 0));
+    for (const t of gone) await onOutcome(t.index, t.write, await applyWrite(deps.db, t.write, { ignorePredecessor: true }));
+    if (gone.length) deps.turns.committed();
+    todo = waiting.filter((_, k) => alive[k]);
+    if (todo.length) {
+      deps.onOrderWait?.();
+      const left = deadline - performance.now();
+      if (left <= 0) return todo.map((t) => t.write);
+      await deps.turns.wait(Math.min(pause, left));
+    }
+  }
+  return [];
+}

@@ -1,0 +1,203 @@
+import { createDb } from "@ingest/db";
+import { closeQueues, createQueues, createWorkerConnection, WRITES_JOB, writeIdOf, type Write, type WriteQueueName } from "@ingest/jobs";
+import { Worker, type Job } from "bullmq";
+import { sql } from "drizzle-orm";
+import { randomUUID } from "node:crypto";
+import { afterAll, describe, expect, it } from "vitest";
+import { testEnv } from "../../../test/support/harness.js";
+import { freePort } from "../../../test/support/private-redis.js";
+import { createLogger } from "../src/logger.js";
+import { createWorkerMetrics } from "../src/metrics.js";
+import { createTurnSignal } from "../src/ordering.js";
+import { createWritesProcessor, type WritesProcessorDeps } from "../src/writes-processor.js";
+import { createScratchDatabase } from "./support/scratch.js";
+
+// A database of this file's own: its fixed product ids must not meet other files'.
+const scratch = await createScratchDatabase("writes_processor");
+const { db, close } = createDb(scratch.url, { max: 6, applicationName: "ingest-test" });
+const { prefix, redisUrl } = testEnv("writes-processor");
+const connection = createWorkerConnection(redisUrl);
+const queues = createQueues(connection, prefix, () => {});
+afterAll(async () => {
+  await closeQueues(queues);
+  await connection.quit();
+  await close();
+  await scratch.drop();
+});
+
+const metrics = createWorkerMetrics();
+const depsFor = (extra: Partial<WritesProcessorDeps> = {}): WritesProcessorDeps => ({
+  db,
+  queues,
+  orderWaitMaxMs: 60_000,
+  turns: createTurnSignal(),
+  chunkSize: 50,
+  log: createLogger("silent", false),
+  metrics,
+  catalog: { afterCommit: async () => {}, close: async () => {} },
+  ...extra,
+});
+
+type Draft = Omit<Write, "id">;
+const registration = (email: string): Draft => ({ name: "registration.create", payload: { registration: { email, name: "N" } } });
+const patch = (productId: number, name: string, seq: number, prevSeq: number | null, prevJobId?: string): Draft => ({
+  name: "product.patch",
+  payload: { productId, changes: { name } },
+  seq,
+  prevSeq,
+  ...(prevJobId ? { prevJobId } : {}),
+});
+
+/** A carrier job in Redis holding these writes, as the API stores it. */
+async function carrier(queue: WriteQueueName, drafts: Draft[], opts: { attempts?: number } = {}) {
+  const id = `${queue === "registrations" ? "reg" : "prd"}-${randomUUID()}`;
+  const writes = drafts.map((d, n) => ({ ...d, id: writeIdOf(id, n) }) as Write);
+  const job = (await queues[queue].add(WRITES_JOB, { writes }, { jobId: id, ...(opts.attempts ? { attempts: opts.attempts } : {}) })) as Job;
+  return { job, writes };
+}
+/** A create riding in the same carrier as a waiting edit. */
+const createOf = (n: number): Draft => ({ name: "product.create", payload: { product: { name: `create-${n}`, category: "c", default_price: "1.00" } } });
+const nameOf = async (id: number) => (await db.execute<{ name: string }>(sql`select name from products where id = ${id}`)).rows[0]?.name;
+const ledgerOf = async (ids: string[]) =>
+  (await db.execute<{ job_id: string; status: string }>(sql`select job_id, status from job_ledger where job_id = any(string_to_array(${ids.join(",")}, ',')) order by job_id`)).rows;
+const seedProduct = (id: number) =>
+  db.execute(sql`insert into products (id, name, category, default_price) values (${id}, 'seed', 'c', 1) on conflict (id) do nothing`);
+
+describe("a carrier job", () => {
+  it("applies each of its writes once and answers each write's own outcome", async () => {
+    const process = createWritesProcessor("registrations", depsFor());
+    const tag = randomUUID().slice(0, 8);
+    const { job, writes } = await carrier("registrations", [registration(`a-${tag}@example.com`), registration(`b-${tag}@example.com`), registration(`A-${tag}@EXAMPLE.com`)]);
+    const answer = (await process(job)) as { results: { state: string; result: { registrationId: number; outcome: string } }[] };
+    expect(answer.results.map((r) => [r.state, r.result.outcome])).toEqual([
+      ["completed", "created"],
+      ["completed", "created"],
+      ["completed", "duplicate"],
+    ]);
+    expect(answer.results[2]!.result.registrationId).toBe(answer.results[0]!.result.registrationId);
+    expect(await ledgerOf(writes.map((w) => w.id))).toEqual(writes.map((w) => ({ job_id: w.id, status: "completed" })));
+    // Delivered again (a worker died before reporting): the same answers, nothing applied twice.
+    job.attemptsMade = 1;
+    expect(await process(job)).toEqual(answer);
+  });
+
+  it("a write that fails for good fails alone and becomes a failed job of its own, with its reason", async () => {
+    const process = createWritesProcessor("products", depsFor());
+    await seedProduct(4_100);
+    const { job, writes } = await carrier("products", [patch(4_100, "kept", 1, null), patch(4_199, "nowhere", 1, null)]);
+    const answer = (await process(job)) as { results: unknown[] };
+    expect(answer.results).toEqual([
+      { state: "completed", result: { productId: 4_100 } },
+      { state: "failed", error: "PRODUCT_NOT_FOUND: product 4199 does not exist" },
+    ]);
+    expect(await nameOf(4_100)).toBe("kept");
+    const own = await queues.products.getJob(writes[1]!.id);
+    expect(own).toMatchObject({ name: "product.patch", opts: { attempts: 1 }, data: { payload: writes[1]!.payload, spilledFrom: job.id, acceptedAt: job.timestamp } });
+    // Run as a worker would: it answers the recorded failure, and applies nothing.
+    await expect(process(own as Job)).rejects.toMatchObject({ name: "UnrecoverableError", message: "PRODUCT_NOT_FOUND: product 4199 does not exist" });
+    expect(await ledgerOf([writes[1]!.id])).toEqual([{ job_id: writes[1]!.id, status: "failed" }]);
+  });
+
+  it("out of retries, every write not applied becomes a job of its own; before that the carrier retries", async () => {
+    const dead = createDb(`postgres://postgres@127.0.0.1:${await freePort()}/nowhere`, { max: 1 });
+    try {
+      const process = createWritesProcessor("registrations", depsFor({ db: dead.db }));
+      const tag = randomUUID().slice(0, 8);
+      const { job, writes } = await carrier("registrations", [registration(`x-${tag}@example.com`), registration(`y-${tag}@example.com`)], { attempts: 2 });
+      await expect(process(job)).rejects.toThrow();
+      expect(await queues.registrations.getJob(writes[0]!.id)).toBeUndefined();
+      job.attemptsMade = 1;
+      expect(await process(job)).toEqual({ results: [null, null] });
+      for (const w of writes) expect(await queues.registrations.getJob(w.id)).toMatchObject({ name: "registration.create", opts: { attempts: 1 } });
+
+      // Retried once the database is back (from Bull Board), each applies once.
+      const live = createWritesProcessor("registrations", depsFor());
+      const own = (await queues.registrations.getJob(writes[0]!.id)) as Job;
+      expect(await live(own)).toMatchObject({ outcome: "created" });
+      expect(await live(own)).toMatchObject({ outcome: "created" });
+      expect((await db.execute(sql`select 1 from registrations where email = ${`x-${tag}@example.com`}`)).rows).toHaveLength(1);
+    } finally {
+      await dead.close();
+    }
+  });
+
+  it("a single write's job (from an older producer) is applied as one write and answers its result", async () => {
+    const process = createWritesProcessor("registrations", depsFor());
+    const id = `reg-${randomUUID()}`;
+    const job = (await queues.registrations.add("registration.create", { payload: { registration: { email: `single-${id.slice(4, 12)}@example.com`, name: "S" } } }, { jobId: id })) as Job;
+    expect(await process(job)).toMatchObject({ registrationId: expect.any(Number), outcome: "created" });
+    expect(await ledgerOf([id])).toEqual([{ job_id: id, status: "completed" }]);
+  });
+
+  it("an unknown job name fails at once", async () => {
+    const process = createWritesProcessor("registrations", depsFor());
+    await expect(process({ id: "reg-x", name: "registration.nope", data: {} } as Job)).rejects.toMatchObject({ name: "UnrecoverableError" });
+  });
+});
+
+describe("order across carriers", () => {
+  it("an edit whose predecessor is in a carrier not yet applied waits for it, then applies after it", async () => {
+    const turns = createTurnSignal();
+    const process = createWritesProcessor("products", depsFor({ turns }));
+    await seedProduct(4_200);
+    const first = await carrier("products", [patch(4_200, "first", 1, null)]);
+    const second = await carrier("products", [patch(4_200, "second", 2, 1, first.writes[0]!.id)]);
+    let done = false;
+    const later = process(second.job).then((r) => ((done = true), r));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(done).toBe(false);
+    expect(await nameOf(4_200)).toBe("seed");
+    await process(first.job);
+    expect(await later).toEqual({ results: [{ state: "completed", result: { productId: 4_200 } }] });
+    expect(await nameOf(4_200)).toBe("second");
+  });
+
+  it("a job whose edit still waits after the wait budget steps aside into the delayed set, spending no attempt, and applies when back", async () => {
+    // Queues of its own, so a worker's fetch takes exactly this test's job.
+    const own = createQueues(connection, `${prefix.slice(0, -1)}-park}`, () => {});
+    const fetcher = new Worker("products", null, { connection, prefix: `${prefix.slice(0, -1)}-park}` });
+    try {
+      const process = createWritesProcessor("products", depsFor({ queues: own, waitBudgetMs: 50 }));
+      await seedProduct(4_250);
+      const firstId = `prd-${randomUUID()}`;
+      const first = { ...patch(4_250, "first", 1, null), id: writeIdOf(firstId, 0) } as Write;
+      // The earlier edit is queued for later: alive, not applied.
+      await own.products.add(WRITES_JOB, { writes: [first] }, { jobId: firstId, delay: 60_000 });
+      const secondId = `prd-${randomUUID()}`;
+      const writes = [patch(4_250, "second", 2, 1, first.id), createOf(4_250)].map((d, n) => ({ ...d, id: writeIdOf(secondId, n) }) as Write);
+      await own.products.add(WRITES_JOB, { writes }, { jobId: secondId });
+
+      const taken = (await fetcher.getNextJob("token-1"))!;
+      expect(taken.id).toBe(secondId);
+      await expect(process(taken, "token-1")).rejects.toMatchObject({ name: "DelayedError" });
+      expect(await own.products.getJobState(secondId)).toBe("delayed");
+      expect(await nameOf(4_250)).toBe("seed");
+      // What it could apply it did: the create beside the waiting edit.
+      expect(await ledgerOf([writes[1]!.id])).toEqual([{ job_id: writes[1]!.id, status: "completed" }]);
+
+      await process((await own.products.getJob(firstId))!);
+      await (await own.products.getJob(secondId))!.promote();
+      const back = (await fetcher.getNextJob("token-2"))!;
+      expect([back.id, back.attemptsMade, back.attemptsStarted]).toEqual([secondId, 0, 2]);
+      expect(await process(back, "token-2")).toEqual({
+        results: [
+          { state: "completed", result: { productId: 4_250 } },
+          { state: "completed", result: { productId: expect.any(Number) } },
+        ],
+      });
+      expect(await nameOf(4_250)).toBe("second");
+    } finally {
+      await fetcher.close();
+      await closeQueues(own);
+    }
+  });
+
+  it("an edit whose predecessor is gone for good (never stored, accepted long ago) applies without it", async () => {
+    const process = createWritesProcessor("products", depsFor({ orderWaitMaxMs: 50 }));
+    await seedProduct(4_300);
+    const { job } = await carrier("products", [patch(4_300, "alone", 2, 1, `prd-${randomUUID()}.0`)]);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(await process(job)).toEqual({ results: [{ state: "completed", result: { productId: 4_300 } }] });
+    expect(await nameOf(4_300)).toBe("alone");
+  });
+});
