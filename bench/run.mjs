@@ -13,7 +13,10 @@ import { renderSvg } from "./lib/svg.mjs";
 import { catalogDatabaseName, dropCatalog, runCatalog } from "./scenarios/catalog.mjs";
 import { runDrain } from "./scenarios/drain.mjs";
 import { runE2e } from "./scenarios/e2e.mjs";
+import { runGenerator } from "./scenarios/generator.mjs";
 import { runIngest } from "./scenarios/ingest.mjs";
+import { runSystem } from "./scenarios/system.mjs";
+import { ensureWrk } from "./lib/wrk.mjs";
 import { runLanes } from "./scenarios/lanes.mjs";
 import { runReads } from "./scenarios/reads.mjs";
 import { runScaling } from "./scenarios/scaling.mjs";
@@ -81,24 +84,17 @@ async function main() {
 
   const results = {};
   const want = (s) => opts.only.includes(s);
+  if (["generator", "ingest", "drain", "system", "reads"].some(want)) ensureWrk();
+  if (want("generator")) results.generator = await runGenerator(ctx, log);
   if (want("ingest")) results.ingest = await runIngest(ctx, log);
   if (want("drain")) results.drain = await runDrain(ctx, log);
-  if (want("e2e")) {
-    const rate = opts.e2eRate ?? defaultE2eRate(results);
-    results.e2e = await runE2e(ctx, log, { rate });
-  }
+  if (want("system")) results.system = await runSystem(ctx, log);
+  if (want("e2e")) results.e2e = await runE2e(ctx, log, { rate: opts.e2eRate ?? 500 });
   if (want("reads")) results.reads = await runReads(ctx, log);
   if (want("lanes")) results.lanes = await runLanes(ctx, log);
   if (want("catalog")) results.catalog = await runCatalog(ctx, log);
   if (want("scaling")) results.scaling = await runScaling(ctx, log);
   return { machine, results };
-}
-
-/** Half of what the slower tier managed alone, so the run shows a steady state, not overload. */
-function defaultE2eRate({ ingest, drain }) {
-  const candidates = [ingest?.api.rate, drain?.["worker:2"]?.rate].filter((x) => x > 0);
-  if (!candidates.length) return 500;
-  return Math.max(50, Math.floor(Math.min(...candidates) / 2 / 50) * 50);
 }
 
 async function report({ machine, results }) {

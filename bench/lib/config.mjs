@@ -3,15 +3,20 @@ import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 
 export const USAGE = `usage: npm run bench -- [--quick] [options]
-  --quick                fewer, shorter runs (under a minute)
-  --only LIST            scenarios to run, of ingest,drain,e2e,reads (default all), catalog, lanes and scaling
-  --seconds S            length of one load run (default 3, quick 1.5)
+  --quick                fewer, shorter runs (about a minute)
+  --only LIST            scenarios to run, of generator,ingest,drain,system,reads (default all);
+                         e2e, catalog, lanes and scaling only when named
+  --seconds S            length of one ingest or read load run (default 4, quick 2)
   --repeats N            rounds per measurement; medians are reported (default 3, quick 1)
-  --jobs N               jobs per drain (default 6000, quick 800)
-  --workers LIST         worker process counts for the drain (default 1,2,4)
-  --concurrency N        jobs in flight per worker process, product and baselines alike (default 100, the worker's own default)
+  --system-seconds S     closed-loop load of one whole-system round (default 10, quick 4)
+  --paced-seconds S      length of each paced phase of the system scenario (default 10, quick 4)
+  --fill-seconds S       load that fills the queue before each one-worker drain (default 3, quick 1.5)
+  --concurrency N        jobs in flight per process of the BullMQ no-op baseline (default 100)
+e2e (only when named): the API and two workers at a fixed offered rate
   --e2e-seconds S        length of the end-to-end run (default 20, quick 4)
-  --e2e-rate R           offered req/s in the end-to-end run (default: half the slower tier)
+  --e2e-rate R           offered req/s in the end-to-end run (default 500)
+  --jobs N               jobs per drain of the scaling scenario (default 6000, quick 800)
+  --workers LIST         worker process counts (default 1,2,4)
   --products N           catalog size for the reads and the import (default 10000, quick 2000)
 lanes (only when named: --only lanes): interactive job latency (registrations and product
 edits, acceptance to commit, from the ledger) alone, then while a bulk load drains
@@ -30,12 +35,12 @@ BullMQ's no-op worker per process count, against the configured Redis and agains
   --scaling-jobs N       jobs per drain (default 6000, quick 1500)`;
 
 // The default run, and the only kind that may replace bench/results/latest.*.
-export const SCENARIOS = ["ingest", "drain", "e2e", "reads"];
+export const SCENARIOS = ["generator", "ingest", "drain", "system", "reads"];
 // Named with --only, never run by default: catalog's first build takes longer than a whole
 // default run; lanes takes about 70 s (bounded near 2 min by its drain cap and settle
 // waits), which would take the default run's bound past 5 minutes.
 // scaling drains 16 pairs (2 targets × 4 counts × 2 kinds), about 3 minutes on its own.
-const OPTIONAL_SCENARIOS = ["catalog", "lanes", "scaling"];
+const OPTIONAL_SCENARIOS = ["e2e", "catalog", "lanes", "scaling"];
 
 export function parseOptions(argv) {
   const { values } = parseArgs({
@@ -49,6 +54,9 @@ export function parseOptions(argv) {
       workers: { type: "string" },
       concurrency: { type: "string" },
       "e2e-seconds": { type: "string" },
+      "system-seconds": { type: "string" },
+      "paced-seconds": { type: "string" },
+      "fill-seconds": { type: "string" },
       "e2e-rate": { type: "string" },
       products: { type: "string" },
       "lanes-seconds": { type: "string" },
@@ -81,7 +89,10 @@ export function parseOptions(argv) {
   return {
     quick: q,
     only,
-    seconds: num("seconds", q ? 1.5 : 3, { min: 0.5, max: 30 }),
+    seconds: num("seconds", q ? 2 : 4, { min: 0.5, max: 30 }),
+    systemSeconds: num("system-seconds", q ? 4 : 10, { min: 1, max: 120 }),
+    pacedSeconds: num("paced-seconds", q ? 4 : 10, { min: 1, max: 120 }),
+    fillSeconds: num("fill-seconds", q ? 1.5 : 3, { min: 0.5, max: 30 }),
     repeats: Math.round(num("repeats", q ? 1 : 3, { min: 1, max: 9 })),
     warmupSeconds: q ? 0.3 : 1,
     jobs: Math.round(num("jobs", q ? 800 : 6_000, { min: 100, max: 200_000 })),
@@ -142,10 +153,7 @@ export function apiEnv(ctx, prefix, extra = {}) {
   };
 }
 
+/** The product's worker as production runs it (its own per-queue concurrency). */
 export function workerEnv(ctx, prefix, extra = {}) {
-  return {
-    ...baseEnv(ctx, prefix),
-    WORKER_CONCURRENCY: String(ctx.opts.concurrency),
-    ...extra,
-  };
+  return { ...baseEnv(ctx, prefix), ...extra };
 }

@@ -17,7 +17,7 @@ export function cpuOf(pid) {
 }
 
 /** Processes whose command name is `name` (redis-server, postgres). */
-function pidsNamed(name) {
+export function pidsNamed(name) {
   try {
     return readdirSync("/proc").filter((d) => /^\d+$/.test(d)).filter((pid) => {
       try {
@@ -39,9 +39,23 @@ const sum = (values) => (values.length && values.every((v) => v !== undefined) ?
  * snapshots counts from zero; one that exits between them is missed, so PostgreSQL's
  * figure is a floor.
  */
-export function cpuSnapshot(workerPids) {
+export function cpuSnapshot(workerPids, { postgres } = {}) {
   const byPid = (pids) => new Map(pids.map((pid) => [String(pid), cpuOf(pid)]));
-  return { worker: byPid(workerPids), redis: byPid(pidsNamed("redis-server")), postgres: byPid(pidsNamed("postgres")) };
+  return { worker: byPid(workerPids), redis: byPid(pidsNamed("redis-server")), postgres: byPid(postgres ?? pidsNamed("postgres")) };
+}
+
+/**
+ * PostgreSQL's processes that serve this database, and the ones that write its WAL and
+ * pages (shared with every other database, so a busy neighbour shows there): what the
+ * run's own PostgreSQL CPU is read from, rather than every postgres process.
+ */
+export async function postgresPidsOf(client, database) {
+  const { rows } = await client.query(
+    `select pid from pg_stat_activity
+     where datname = $1 or backend_type in ('walwriter', 'checkpointer', 'background writer')`,
+    [database],
+  );
+  return rows.map((r) => r.pid);
 }
 
 /** CPU seconds spent between two snapshots, per group; undefined where not measurable. */

@@ -1,11 +1,13 @@
 // Reads: a seeded catalog imported into the bench database (the import's rows/s), then
-// GET /products/:id served as HIT, MISS and STALE, against the constant-GET Express floor.
+// GET /products/:id served as HIT, MISS and STALE, against the constant-GET Express floor,
+// driven by wrk.
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { apiEnv } from "../lib/config.mjs";
-import { roundRobin, runLoad } from "../lib/load.mjs";
+import { runLoad } from "../lib/load.mjs";
+import { roundRobinWrk } from "../lib/wrk.mjs";
 import { onTeardown, runCli, startServer } from "../lib/processes.mjs";
 
 const number = (s) => Number(s.replaceAll(",", ""));
@@ -57,22 +59,35 @@ export async function runReads(ctx, log) {
     await runLoad(staleApi.url, { amount: staleIds, request: walkingRequest(staleIds) });
     await sleep(1_100);
 
-    const get = (path) => ({ method: "GET", path });
-    const results = await roundRobin(
+    // How each variant serves: a sample of X-Cache answers before the loads (wrk does not count them).
+    const served = async (url, paths) => {
+      const counts = {};
+      for (const path of paths) {
+        const h = (await fetch(url + path)).headers.get("x-cache") ?? "none";
+        counts[h] = (counts[h] ?? 0) + 1;
+      }
+      return counts;
+    };
+    const sample = (n, ids) => Array.from({ length: n }, (_, i) => `/products/${((i * 7919) % ids) + 1}`);
+    const samples = {
+      hit: await served(hitApi.url, Array.from({ length: 50 }, () => "/products/1")),
+      stale: await served(staleApi.url, sample(50, staleIds)),
+      miss: await served(missApi.url, sample(50, products)),
+    };
+    await sleep(1_100);
+    const walk = (url, ids) => ({ url, script: "walk", env: { BENCH_IDS: String(ids) } });
+    const results = await roundRobinWrk(
       {
-        hit: { url: hitApi.url, request: get("/products/1"), countHeader: "x-cache" },
-        miss: { url: missApi.url, request: walkingRequest(products), countHeader: "x-cache" },
-        stale: { url: staleApi.url, request: walkingRequest(staleIds), countHeader: "x-cache" },
-        floorGet: { url: floor.url, request: get("/products/1"), countHeader: "x-cache" },
+        hit: { url: hitApi.url, path: "/products/1", pids: { server: hitApi.pid } },
+        miss: walk(missApi.url, products),
+        stale: walk(staleApi.url, staleIds),
+        floorGet: { url: floor.url, path: "/products/1", pids: { server: floor.pid } },
       },
       ctx.opts,
     );
     for (const [k, r] of Object.entries(results)) {
-      const served = {};
-      for (const run of r.runs) for (const [h, n] of Object.entries(run["x-cache"] ?? {})) served[h] = (served[h] ?? 0) + n;
-      r.served = served;
-      for (const run of r.runs) delete run["x-cache"];
-      log(`reads ${k}: ${Math.round(r.rate)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, served ${JSON.stringify(served)}`);
+      r.served = samples[k] ?? {};
+      log(`reads ${k}: ${Math.round(r.rate)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms${r.cpuUsPerRequest.server ? `, ${Math.round(r.cpuUsPerRequest.server)} µs CPU/request` : ""}, sampled ${JSON.stringify(r.served)}`);
     }
     return { import: { ...importResult, products }, ...results };
   } finally {

@@ -48,6 +48,7 @@ export function createRuntime(env: Env, log: Logger): Runtime {
     prefix: env.QUEUE_PREFIX,
     jobExists: jobs.exists,
     replicas: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
+    carriers: { lingerMs: env.CARRIER_WAIT_MS, minWrites: env.CARRIER_MIN_WRITES },
   });
   const catalog = createCatalogReads(db, catalogCacheConfig(env), log);
   let draining = false;

@@ -33,6 +33,11 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // Redis (WAIT), within the timeout, else 503; 0: once the master has it.
       REDIS_WAIT_REPLICAS: int(0, { min: 0, max: 16 }),
       REDIS_WAIT_TIMEOUT_MS: int(500, { min: 1, max: 10_000 }),
+      // The writes accepted close together go to Redis as one job (a carrier): one closes
+      // at the end of an event-loop turn once it holds CARRIER_MIN_WRITES, else at the
+      // latest CARRIER_WAIT_MS after its first write (0: always at the end of the turn).
+      CARRIER_WAIT_MS: int(5, { min: 0, max: 1_000 }),
+      CARRIER_MIN_WRITES: int(8, { min: 1, max: 500 }),
       BODY_LIMIT_BYTES: int(100 * 1024, { min: 1_024, max: 50 * 1024 * 1024 }),
       // POST /products/bulk: lines and bytes per request (each line within BODY_LIMIT_BYTES).
       BULK_MAX_LINES: int(DEFAULT_BULK_MAX_LINES, { min: 1, max: 1_000_000 }),

@@ -44,7 +44,23 @@ export async function applyWrites(db: Db, writes: WriteEnvelope[]): Promise<Batc
     else oneByOne.push(index);
   });
   let fellBack = false;
-  if (items.length === 1) oneByOne.push(items[0]!.index);
+  const recordMany = fastPathOf(items);
+  if (recordMany) {
+    try {
+      const results = await recordMany(
+        db,
+        items.map((i) => ({ payload: i.write.payload, ctx: { jobId: i.write.id, requestId: i.write.requestId }, ledger: { queue: i.write.queue, attempts: i.write.attemptsMade + 1, acceptedAt: i.write.timestamp } })),
+      );
+      items.forEach((item, k) => {
+        const result = results[k];
+        if (result === undefined) oneByOne.push(item.index);
+        else settled[item.index] = { ok: true, value: { status: "completed", result } };
+      });
+    } catch {
+      fellBack = true;
+      oneByOne.push(...items.map((i) => i.index));
+    }
+  } else if (items.length === 1) oneByOne.push(items[0]!.index);
   else if (items.length > 1) {
     try {
       const outcomes = await db.transaction(async (tx) => {
@@ -59,6 +75,18 @@ export async function applyWrites(db: Db, writes: WriteEnvelope[]): Promise<Batc
   }
   if (oneByOne.length) applyOneByOne(db, writes, oneByOne, settled);
   return { settled, fellBack };
+}
+
+/**
+ * The one-statement form of the handler, when every write is a first delivery of one
+ * kind that has it: nothing to read from the ledger first, nothing to order.
+ */
+function fastPathOf(items: Item[]) {
+  const first = items[0];
+  if (!first || items.some((i) => i.write.redelivered || i.write.name !== first.write.name || orderKeyOf(i.write) !== undefined)) return undefined;
+  return handlerOf(first.write).recordMany as
+    | ((db: Db, items: { payload: unknown; ctx: { jobId: string; requestId?: string | undefined }; ledger: { queue: string; attempts: number; acceptedAt: number } }[]) => Promise<unknown[]>)
+    | undefined;
 }
 
 /**

@@ -28,6 +28,7 @@ import { createLogger } from "./logger.js";
 import { createMaintenanceProcessor } from "./maintenance.js";
 import { createWorkerMetrics, serveWorkerMetrics } from "./metrics.js";
 import { createTurnSignal } from "./ordering.js";
+import { createAnalyzer } from "./statistics.js";
 import { createWritesProcessor } from "./writes-processor.js";
 
 const env = (() => {
@@ -39,17 +40,24 @@ const env = (() => {
   }
 })();
 
+// No statement of the worker waits longer than this for a lock: one held by something
+// stuck fails it, and its job retries.
+const LOCK_TIMEOUT_MS = 10_000;
+
 const log = createLogger(env.LOG_LEVEL, env.NODE_ENV === "development" && process.stdout.isTTY);
 if (env.REDIS_CLUSTER_NODES && !hasHashTag(env.QUEUE_PREFIX)) {
   console.error(`QUEUE_PREFIX must contain a {hash tag} on a Redis Cluster (REDIS_CLUSTER_NODES), got "${env.QUEUE_PREFIX}"`);
   process.exit(1);
 }
-const { db, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-worker" });
+const { db, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-worker", lockTimeoutMs: LOCK_TIMEOUT_MS, genericPlans: true });
 const connection = createWorkerConnection({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_NODES });
 connection.on("error", throttled((err: Error) => log.error({ err }, "redis connection error")));
 const queues = createQueues(connection, env.QUEUE_PREFIX, throttled((err: Error, queue: QueueName) => log.error({ err, queue }, "queue error")));
 
 const metrics = createWorkerMetrics();
+// Fresh statistics for the tables the writes fill, so no cached plan scans them whole.
+const analyzer = createAnalyzer(db, log);
+analyzer.start();
 
 // Its own connection: a dead cache Redis fails fast here and never blocks the queue's.
 const cacheRedis = createCacheConnection({ url: env.CACHE_REDIS_URL, clusterNodes: env.CACHE_REDIS_CLUSTER_NODES }, { connectionName: "ingest-worker-cache", commandTimeoutMs: 300 });
@@ -117,7 +125,7 @@ upsertMaintenanceScheduler(queues[MAINTENANCE_QUEUE], env.MAINTENANCE_EVERY_MS |
 // email_sends to the emails queue, off the registrations' path.
 const mail = env.EMAIL_CONCURRENCY > 0 ? startEmailWorker(env.EMAIL_CONCURRENCY) : undefined;
 function startEmailWorker(concurrency: number) {
-  const mailDb = createDb(env.DATABASE_URL, { max: concurrency, applicationName: "ingest-worker-email" });
+  const mailDb = createDb(env.DATABASE_URL, { max: concurrency, applicationName: "ingest-worker-email", lockTimeoutMs: LOCK_TIMEOUT_MS });
   const mailer = createMailer({ smtpUrl: env.SMTP_URL, from: env.MAIL_FROM, maxConnections: concurrency, nodeEnv: env.NODE_ENV }, log);
   const processor = createEmailProcessor({ db: mailDb.db, mailer, domain: domainOf(env.MAIL_FROM), log, metrics, queue: queues[EMAILS_QUEUE] });
   workers.push(laneWorker(EMAILS_QUEUE, processor, concurrency));
@@ -163,6 +171,7 @@ function close(signal: string): Promise<void> {
       await Promise.allSettled(workers.map((w) => w.close(true)));
     }
     await relay.close();
+    await analyzer.close();
     await closeQueues(queues);
     mail?.mailer.close();
     await mail?.closeDb().catch((err) => log.warn({ err }, "closing the email pool failed"));

@@ -12,7 +12,8 @@ import type { Outcome, WriteEnvelope } from "./write.js";
 export class AlreadyAppliedError extends Error {}
 
 /**
- * The ledger rows commit with the effects. A concurrent delivery of the same write
+ * The ledger rows commit with the effects; finished_at is when this statement ran (the
+ * commit follows), not when the transaction began. A concurrent delivery of the same write
  * blocks here on the first one's uncommitted row; once that commits, the insert finds
  * it and this transaction rolls its own effects back (AlreadyAppliedError).
  */
@@ -28,8 +29,8 @@ export async function recordCompleted(tx: Tx, done: { write: WriteEnvelope; resu
     accepted_at: new Date(write.timestamp).toISOString(),
   }));
   const recorded = await tx.execute(sql`
-    insert into job_ledger (job_id, queue, name, status, result, attempts, accepted_at)
-    select job_id, queue, name, 'completed', result, attempts, accepted_at
+    insert into job_ledger (job_id, queue, name, status, result, attempts, accepted_at, finished_at)
+    select job_id, queue, name, 'completed', result, attempts, accepted_at, clock_timestamp()
     from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
       as t(job_id text, queue text, name text, result jsonb, attempts int, accepted_at timestamptz)
     on conflict (job_id) do nothing`);

@@ -97,9 +97,10 @@ describe("micro-batches", () => {
 
   it("a job stuck on a lock holds its neighbours for about a second, not until it is free", async () => {
     const tag = randomUUID().slice(0, 8);
-    const stuck = reg(`stuck-${tag}@example.com`);
+    // A redelivered write (its first delivery still running) and two first deliveries.
+    const stuck: WriteEnvelope = { ...reg(`stuck-${tag}@example.com`), attemptsMade: 1, redelivered: true };
     const neighbours = [reg(`n1-${tag}@example.com`), reg(`n2-${tag}@example.com`)];
-    // Another delivery of the stuck job holds its ledger row, uncommitted.
+    // The first delivery of the stuck write holds its ledger row, uncommitted.
     const blocker = new pg.Client({ connectionString: scratch.url });
     await blocker.connect();
     try {
@@ -125,6 +126,37 @@ describe("micro-batches", () => {
     const report = await batch([reg(`v1-${tag}@example.com`), reg("bad"), reg(`v2-${tag}@example.com`)]);
     expect(report.fellBack).toBe(false);
     expect(values(report).map((v) => (v as { status: string }).status)).toEqual(["completed", "failed", "completed"]);
+  });
+});
+
+describe("first deliveries of registrations: one statement", () => {
+  it("the rows, their outbox rows and their ledger rows commit in one statement, duplicates answered", async () => {
+    const tag = randomUUID().slice(0, 8);
+    const old = await applyWrite(db, reg(`old-${tag}@example.com`));
+    const writes = [reg(`a-${tag}@example.com`), reg(`A-${tag}@EXAMPLE.com`), reg(`OLD-${tag}@example.com`), reg(`b-${tag}@example.com`)];
+    const report = await batch(writes);
+    expect(report.fellBack).toBe(false);
+    const [a, twin, dup, b] = values(report) as { status: string; result: { registrationId: number; outcome: string } }[];
+    expect([a, twin, dup, b].map((v) => v!.result.outcome)).toEqual(["created", "duplicate", "duplicate", "created"]);
+    expect(twin!.result.registrationId).toBe(a!.result.registrationId);
+    expect(dup!.result.registrationId).toBe((old as { result: { registrationId: number } }).result.registrationId);
+    // One transaction: the same xmin on every row it wrote.
+    const xmins = await rows<{ x: string }>(sql`
+      select xmin::text as x from registrations where id in (${a!.result.registrationId}, ${b!.result.registrationId})
+      union select xmin::text from email_sends where registration_id in (${a!.result.registrationId}, ${b!.result.registrationId})
+      union select xmin::text from job_ledger where job_id in (${writes[0]!.id}, ${writes[1]!.id}, ${writes[2]!.id}, ${writes[3]!.id})`);
+    expect(xmins).toHaveLength(1);
+  });
+
+  it("a write another delivery recorded first makes the statement keep nothing: one by one, it answers the recorded outcome", async () => {
+    const tag = randomUUID().slice(0, 8);
+    const first = reg(`rec-${tag}@example.com`);
+    const recorded = await applyWrite(db, first);
+    const other = reg(`other-${tag}@example.com`);
+    const report = await batch([first, other]);
+    expect(report.fellBack).toBe(true);
+    expect(values(report)).toEqual([recorded, { status: "completed", result: { registrationId: expect.any(Number), outcome: "created" } }]);
+    expect(await count(sql`select count(*) as n from registrations where email like ${`%-${tag}@example.com`}`)).toBe(2);
   });
 });
 

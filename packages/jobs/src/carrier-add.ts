@@ -25,10 +25,13 @@ export type CarrierAdderOptions = {
   maxWrites: number;
   maxBytes: number;
   /**
-   * How long a carrier stays open for more writes after its first: 0 closes it at the end
-   * of the event-loop turn it was opened in, so a lone write waits for nothing.
+   * A carrier closes at the end of an event-loop turn once it holds minWrites writes
+   * (under load, one turn brings them); with fewer it stays open for more until lingerMs
+   * after its first write, so that far from saturation writes still share a job. With
+   * lingerMs 0 it closes at the end of the turn it was opened in, however few it holds.
    */
   lingerMs: number;
+  minWrites?: number;
   /** Runs once the carrier is stored; if it throws, the carrier's writes are not accepted. */
   afterAdd?: () => Promise<void>;
   /** Each carrier stored, with its number of writes. */
@@ -50,10 +53,17 @@ export function createCarrierAdder(queue: Pick<Queue, "add">, opts: CarrierAdder
     private unsettled = 0;
     bytes = 0;
     private closed = false;
-    private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+    private timer: NodeJS.Timeout | undefined;
+    private turn: NodeJS.Immediate | undefined;
 
     constructor() {
-      this.timer = opts.lingerMs > 0 ? setTimeout(() => this.close(), opts.lingerMs) : setImmediate(() => this.close());
+      this.turn = setImmediate(() => this.endOfTurn());
+      if (opts.lingerMs > 0) this.timer = setTimeout(() => this.close(), opts.lingerMs);
+    }
+
+    private endOfTurn() {
+      this.turn = undefined;
+      if (opts.lingerMs === 0 || this.places >= (opts.minWrites ?? 1)) this.close();
     }
 
     get full() {
@@ -85,16 +95,15 @@ export function createCarrierAdder(queue: Pick<Queue, "add">, opts: CarrierAdder
         },
       };
       if (this.full) this.close();
+      else if (!this.turn && this.places >= (opts.minWrites ?? 1)) this.turn = setImmediate(() => this.endOfTurn());
       return slot;
     }
 
     close() {
       if (this.closed) return;
       this.closed = true;
-      if (this.timer !== undefined) {
-        if (opts.lingerMs > 0) clearTimeout(this.timer as NodeJS.Timeout);
-        else clearImmediate(this.timer as NodeJS.Immediate);
-      }
+      clearTimeout(this.timer);
+      if (this.turn) clearImmediate(this.turn);
       if (open === this) open = undefined;
       this.sendWhenComplete();
     }

@@ -89,9 +89,16 @@ describe("carrier jobs", () => {
     expect(carrierIdOf(bigger.id)).not.toBe(carrierIdOf(big.id));
   });
 
-  it("with a linger, writes of later turns join the open carrier", async () => {
+  it("with a linger, writes of later turns join an open carrier until it holds enough, or the linger ends", async () => {
     const { queue, adds } = recordingQueue();
-    const adder = createCarrierAdder(queue, options({ lingerMs: 30 }));
+    const adder = createCarrierAdder(queue, options({ lingerMs: 30, minWrites: 3 }));
+    // Three in one turn: enough, it goes at the end of the turn without lingering.
+    const turn = [adder.reserve(), adder.reserve(), adder.reserve()];
+    const started = performance.now();
+    await Promise.all(turn.map((s, i) => s.fill(write(s.id, `t${i}@example.com`))));
+    expect(performance.now() - started).toBeLessThan(25);
+    expect(adds.map((a) => a.data.writes.length)).toEqual([3]);
+    adds.length = 0;
     const first = adder.reserve();
     const stored = first.fill(write(first.id, "first@example.com"));
     await sleep(5);

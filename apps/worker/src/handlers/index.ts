@@ -4,12 +4,13 @@ import { deleteProduct } from "./product-delete.js";
 import { patchProduct } from "./product-patch.js";
 import { replaceProduct } from "./product-replace.js";
 import { createRegistration, createRegistrations } from "./registration-create.js";
+import { recordRegistrations } from "./registration-record.js";
 import type { HandlerMap } from "./types.js";
 
 const sameProduct = ({ productId }: { productId: number }) => ({ productId });
 
 export const HANDLERS: HandlerMap = {
-  "registration.create": { apply: createRegistration, applyMany: createRegistrations },
+  "registration.create": { apply: createRegistration, applyMany: createRegistrations, recordMany: recordRegistrations },
   "product.create": { apply: createProduct },
   "product.replace": { apply: replaceProduct, superseded: sameProduct },
   "product.patch": { apply: patchProduct, superseded: sameProduct },
@@ -17,4 +18,4 @@ export const HANDLERS: HandlerMap = {
   "product.delete": { apply: deleteProduct, superseded: ({ productId }) => ({ productId, deleted: true }) },
 };
 
-export type { ApplyContext, Handler, HandlerMap, Tx, WriteHandler } from "./types.js";
+export type { ApplyContext, Handler, HandlerMap, RecordItem, Tx, WriteHandler } from "./types.js";
