@@ -13,6 +13,7 @@ export {
   type RedisClient,
   type RedisTarget,
 } from "./connection.js";
+export { createRedisWatchdog, type RedisWatchdog, type WatchOptions } from "./watchdog.js";
 export { createBulkAdder, toBulkJob, type AddRequest } from "./bulk-add.js";
 export { createReplicaWait, NotReplicatedError, type ReplicaWait } from "./replication.js";
 export { closeQueues, createQueues, DEFAULT_JOB_OPTIONS, DEFAULT_PREFIX, type Queues } from "./queues.js";
