@@ -33,6 +33,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // Redis (WAIT), within the timeout, else 503; 0: once the master has it.
       REDIS_WAIT_REPLICAS: int(0, { min: 0, max: 16 }),
       REDIS_WAIT_TIMEOUT_MS: int(500, { min: 1, max: 10_000 }),
+      // A Redis connection that leaves a PING or its handshake unanswered this long is
+      // dropped and reconnects: its peer may be gone without closing it.
+      REDIS_PING_TIMEOUT_MS: int(5_000, { min: 500, max: 60_000 }),
       BODY_LIMIT_BYTES: int(100 * 1024, { min: 1_024, max: 50 * 1024 * 1024 }),
       // POST /products/bulk: lines and bytes per request (each line within BODY_LIMIT_BYTES).
       BULK_MAX_LINES: int(DEFAULT_BULK_MAX_LINES, { min: 1, max: 1_000_000 }),
