@@ -56,12 +56,13 @@ type Watched = {
 const MAX_PINGS_IN_FLIGHT = 3;
 
 /**
- * One per process. Every live connection gets a PING every timeoutMs/2 (one command per
- * connection and period, never on the path of a request or a job); one that leaves a PING
- * unanswered for timeoutMs is dropped with `disconnect(true)` and reconnects, and ioredis
- * sends again what was in flight on it (BullMQ's connections wait for that, the producer's
- * commands fail at once). A handshake (AUTH, CLIENT SETNAME, INFO) unanswered for
- * timeoutMs is dropped the same way: ioredis has no timeout of its own for it.
+ * One per process. Every ready connection without blocking commands gets a PING every
+ * timeoutMs/2 (one command per connection and period, never on the path of a request or
+ * a job); one that leaves a PING unanswered for timeoutMs is dropped with
+ * `disconnect(true)` and reconnects, and ioredis sends again what was in flight on it
+ * (BullMQ's connections wait for that, the producer's commands fail at once). A handshake
+ * (AUTH, CLIENT SETNAME/SETINFO, INFO) unanswered for timeoutMs is dropped the same way,
+ * on every connection: ioredis has no timeout of its own for it.
  */
 export function createRedisWatchdog({ timeoutMs, onDrop }: WatchdogOptions): RedisWatchdog {
   const open = new Set<Watched>();
