@@ -121,9 +121,11 @@ beforeAll(async () => {
       // Unhealthy within the test's faults (seconds), not production's patience.
       WORKER_UNHEALTHY_AFTER_MS: "3000",
       // A fetch whose reply a fault swallowed leaves its job active under a lock nobody
-      // renews: short locks bring such jobs back within the test's patience.
-      LOCK_DURATION_MS: "5000",
-      STALLED_INTERVAL_MS: "2000",
+      // renews until the lock lapses and the stalled-job check runs (60 s by default):
+      // shorter, they come back within the test's patience. Not much shorter: renewals
+      // must still get through 200 ms of latency on a busy machine.
+      LOCK_DURATION_MS: "15000",
+      STALLED_INTERVAL_MS: "5000",
     });
     workers.push({ proc, health: `http://127.0.0.1:${metricsPort}`, pid: proc.proc.pid! });
   }
