@@ -193,6 +193,14 @@ describe.each(Object.entries(RENDERED))("Kubernetes manifests: %s", (variant, ob
     expect(liveWorker.periodSeconds! * liveWorker.failureThreshold!).toBeGreaterThan(workerDrainS);
   });
 
+  it("liveness restarts a worker cut off from its queue Redis only after its watchdog had time to reconnect it, and within two minutes", () => {
+    const env = loadWorkerEnv(effectiveEnv(objects, workerContainer));
+    // A silent connection is dropped within 1.5 x REDIS_PING_TIMEOUT_MS and reconnects once the path is back.
+    expect(env.WORKER_UNHEALTHY_AFTER_MS).toBeGreaterThanOrEqual(env.REDIS_PING_TIMEOUT_MS * 3);
+    const live = workerContainer.livenessProbe!;
+    expect(env.WORKER_UNHEALTHY_AFTER_MS / 1000 + live.periodSeconds! * live.failureThreshold!).toBeLessThanOrEqual(120);
+  });
+
   it("KEDA scales the worker Deployment on the waiting list of each queue that matters", () => {
     const scaled = find(objects, "ScaledObject", "ingest-worker");
     expect(scaled.spec.scaleTargetRef).toMatchObject({ kind: "Deployment", name: worker.metadata.name });

@@ -4,6 +4,7 @@ import {
   closeQueues,
   createProducerConnection,
   createQueues,
+  createRedisWatchdog,
   Producer,
   waitForReady,
   warnUnlessNoEviction,
@@ -38,6 +39,13 @@ export function createRuntime(env: Env, log: Logger): Runtime {
     log.info("queue redis connected");
     void warnUnlessNoEviction(redis, (obj, msg) => log.warn(obj, msg));
   });
+  // A connection whose peer vanished without closing would otherwise answer 503 for good.
+  // WAIT holds the connection up to its timeout, and a PING waits behind it.
+  const watchdog = createRedisWatchdog({
+    timeoutMs: env.REDIS_PING_TIMEOUT_MS + (env.REDIS_WAIT_REPLICAS > 0 ? env.REDIS_WAIT_TIMEOUT_MS : 0),
+    onDrop: (name, why) => log.warn({ connection: name, why }, "redis connection not answering: reconnecting"),
+  });
+  watchdog.watch(redis, { name: "queue", critical: true });
   const queues = createQueues(redis, env.QUEUE_PREFIX, throttled((err: Error, queue) => log.warn({ err: err.message, queue }, "queue error")));
   const { db, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-api" });
   const redisReady = () => redis.status === "ready";
@@ -50,7 +58,7 @@ export function createRuntime(env: Env, log: Logger): Runtime {
     replicas: { replicas: env.REDIS_WAIT_REPLICAS, timeoutMs: env.REDIS_WAIT_TIMEOUT_MS },
     carriers: { lingerMs: env.CARRIER_WAIT_MS, minWrites: env.CARRIER_MIN_WRITES },
   });
-  const catalog = createCatalogReads(db, catalogCacheConfig(env), log);
+  const catalog = createCatalogReads(db, catalogCacheConfig(env), log, (client, name) => watchdog.watch(client, { name }));
   let draining = false;
 
   // Each refers to the other only when called (a scrape, a shed request).
@@ -95,6 +103,7 @@ export function createRuntime(env: Env, log: Logger): Runtime {
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      watchdog.stop();
       shedder.stop();
       queueGuard.stop();
       await closeQueues(queues);

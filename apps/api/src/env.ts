@@ -38,6 +38,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // latest CARRIER_WAIT_MS after its first write (0: always at the end of the turn).
       CARRIER_WAIT_MS: int(5, { min: 0, max: 1_000 }),
       CARRIER_MIN_WRITES: int(8, { min: 1, max: 500 }),
+      // A Redis connection that leaves a PING or its handshake unanswered this long is
+      // dropped and reconnects: its peer may be gone without closing it.
+      REDIS_PING_TIMEOUT_MS: int(5_000, { min: 500, max: 60_000 }),
       BODY_LIMIT_BYTES: int(100 * 1024, { min: 1_024, max: 50 * 1024 * 1024 }),
       // POST /products/bulk: lines and bytes per request (each line within BODY_LIMIT_BYTES).
       BULK_MAX_LINES: int(DEFAULT_BULK_MAX_LINES, { min: 1, max: 1_000_000 }),

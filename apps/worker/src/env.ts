@@ -47,6 +47,12 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       STALLED_INTERVAL_MS: int(30_000, { min: 1_000 }),
       // Serves /metrics and /healthz when set (0: off).
       WORKER_METRICS_PORT: int(0, { min: 0, max: 65_535 }),
+      // A Redis connection that leaves a PING or its handshake unanswered this long is
+      // dropped and reconnects: its peer may be gone without closing it.
+      REDIS_PING_TIMEOUT_MS: int(5_000, { min: 500, max: 60_000 }),
+      // /healthz answers 503 once the queue Redis has not answered for this long, so an
+      // orchestrator restarts a worker that cannot recover by itself.
+      WORKER_UNHEALTHY_AFTER_MS: int(20_000, { min: 1_000 }),
       // Maintenance runs daily at 03:30 UTC; a period here (ms) replaces that, for tests.
       MAINTENANCE_EVERY_MS: int(0, { min: 0 }),
       // Upper bound on waiting for an earlier edit of the same product that is still alive.

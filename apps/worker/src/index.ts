@@ -5,6 +5,7 @@ import {
   BULK_QUEUE,
   closeQueues,
   createQueues,
+  createRedisWatchdog,
   createWorkerConnection,
   EMAILS_QUEUE,
   hasHashTag,
@@ -24,6 +25,7 @@ import { createMailer, domainOf } from "./email/mailer.js";
 import { createWelcomeRelay } from "./email/relay.js";
 import { createEmailProcessor } from "./email/welcome.js";
 import { DEFAULT_CONCURRENCY, loadEnv } from "./env.js";
+import { createWorkerHealth } from "./health.js";
 import { createLogger } from "./logger.js";
 import { createMaintenanceProcessor } from "./maintenance.js";
 import { createWorkerMetrics, serveWorkerMetrics } from "./metrics.js";
@@ -52,6 +54,12 @@ if (env.REDIS_CLUSTER_NODES && !hasHashTag(env.QUEUE_PREFIX)) {
 const { db, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-worker", lockTimeoutMs: LOCK_TIMEOUT_MS, genericPlans: true });
 const connection = createWorkerConnection({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_NODES });
 connection.on("error", throttled((err: Error) => log.error({ err }, "redis connection error")));
+// Before any Worker exists: each duplicates the connection for its blocking fetch.
+const watchdog = createRedisWatchdog({
+  timeoutMs: env.REDIS_PING_TIMEOUT_MS,
+  onDrop: (name, why) => log.warn({ connection: name, why }, "redis connection not answering: reconnecting"),
+});
+watchdog.watch(connection, { name: "queue", critical: true, blockingCopies: true });
 const queues = createQueues(connection, env.QUEUE_PREFIX, throttled((err: Error, queue: QueueName) => log.error({ err, queue }, "queue error")));
 
 const metrics = createWorkerMetrics();
@@ -62,6 +70,7 @@ analyzer.start();
 // Its own connection: a dead cache Redis fails fast here and never blocks the queue's.
 const cacheRedis = createCacheConnection({ url: env.CACHE_REDIS_URL, clusterNodes: env.CACHE_REDIS_CLUSTER_NODES }, { connectionName: "ingest-worker-cache", commandTimeoutMs: 300 });
 cacheRedis.on("error", throttled((err: Error) => log.warn({ err: err.message }, "cache redis unavailable: invalidations wait")));
+watchdog.watch(cacheRedis, { name: "cache" });
 const catalog = createCommitInvalidation(createCatalogInvalidator({ redis: cacheRedis, prefix: env.CACHE_PREFIX }), cacheRedis, log);
 
 /** A worker of one lane (a write queue, bulk, emails): the same locks, stall tolerance and metrics for all. */
@@ -145,7 +154,8 @@ function startEmailWorker(concurrency: number) {
 let stopping = false;
 let metricsServer: Server | undefined;
 if (env.WORKER_METRICS_PORT) {
-  serveWorkerMetrics(metrics, env.WORKER_METRICS_PORT, () => !stopping).then(
+  const health = createWorkerHealth({ isStopping: () => stopping, lastContact: () => watchdog.lastContact(), unhealthyAfterMs: env.WORKER_UNHEALTHY_AFTER_MS });
+  serveWorkerMetrics(metrics, env.WORKER_METRICS_PORT, health).then(
     (server) => {
       metricsServer = server;
       log.info({ port: env.WORKER_METRICS_PORT }, "worker metrics on /metrics and /healthz");
@@ -170,6 +180,7 @@ function close(signal: string): Promise<void> {
       log.warn({ timeoutMs: env.SHUTDOWN_TIMEOUT_MS }, "active jobs did not finish in time; closing anyway");
       await Promise.allSettled(workers.map((w) => w.close(true)));
     }
+    watchdog.stop();
     await relay.close();
     await analyzer.close();
     await closeQueues(queues);

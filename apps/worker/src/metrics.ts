@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import client from "prom-client";
+import type { HealthAnswer } from "./health.js";
 
 export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;
 
@@ -77,7 +78,7 @@ export function observeBatch(metrics: WorkerMetrics, size: number, fellBack: boo
 }
 
 /** /metrics and /healthz on their own port; nothing else is served. */
-export function serveWorkerMetrics(metrics: WorkerMetrics, port: number, isHealthy: () => boolean): Promise<Server> {
+export function serveWorkerMetrics(metrics: WorkerMetrics, port: number, health: () => HealthAnswer): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.url === "/metrics") {
       metrics.registry.metrics().then(
@@ -85,8 +86,8 @@ export function serveWorkerMetrics(metrics: WorkerMetrics, port: number, isHealt
         () => res.writeHead(500).end(),
       );
     } else if (req.url === "/healthz") {
-      const ok = isHealthy();
-      res.writeHead(ok ? 200 : 503, { "Content-Type": "application/json" }).end(JSON.stringify({ status: ok ? "ok" : "stopping" }));
+      const { status, headers, body } = health();
+      res.writeHead(status, headers).end(body);
     } else {
       res.writeHead(404, { "Content-Type": "application/problem+json" }).end(
         JSON.stringify({ type: "about:blank", title: "Not found", status: 404, detail: "Only /metrics and /healthz are served here." }),

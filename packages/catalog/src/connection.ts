@@ -7,6 +7,9 @@ export type CacheRedis = Redis | Cluster;
 /** A server by URL or, with clusterNodes, a cluster from those seeds (the URL then gives only credentials and TLS). */
 export type CacheTarget = string | { url: string; clusterNodes?: readonly HostPort[] | undefined };
 
+// Idle connections send a TCP probe now and then, so a NAT or firewall keeps their entry.
+const KEEP_ALIVE_MS = 30_000;
+
 type CacheOptions = RedisOptions & { connectionName: string; commandTimeoutMs?: number };
 
 /**
@@ -24,7 +27,7 @@ export function createCacheConnection(target: CacheTarget, { commandTimeoutMs = 
       enableOfflineQueue: false,
       clusterRetryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
       slotsRefreshTimeout: 1_000,
-      redisOptions: { ...redisAuthOf(url), maxRetriesPerRequest: 0, connectTimeout: 1_000, commandTimeout: commandTimeoutMs, ...opts },
+      redisOptions: { ...redisAuthOf(url), maxRetriesPerRequest: 0, connectTimeout: 1_000, commandTimeout: commandTimeoutMs, keepAlive: KEEP_ALIVE_MS, ...opts },
     });
   }
   return new Redis(url, {
@@ -32,6 +35,7 @@ export function createCacheConnection(target: CacheTarget, { commandTimeoutMs = 
     maxRetriesPerRequest: 0,
     connectTimeout: 1_000,
     commandTimeout: commandTimeoutMs,
+    keepAlive: KEEP_ALIVE_MS,
     retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
     ...opts,
   });

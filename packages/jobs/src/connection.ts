@@ -19,6 +19,11 @@ export function clusterNodesOf(target: string | RedisTarget): readonly HostPort[
 
 const urlOf = (target: string | RedisTarget) => (typeof target === "string" ? target : target.url);
 
+// TCP keepalive on every connection: an idle connection still sends a probe now and then,
+// so a NAT or firewall in the way keeps its entry, and the kernel ends a connection whose
+// peer is gone (slowly: the watchdog, watchdog.ts, is what notices within seconds).
+const KEEP_ALIVE_MS = 30_000;
+
 /**
  * The API's connection: commands fail at once while Redis is away (no offline queue,
  * one try, short timeouts) so a write answers 503 in milliseconds instead of hanging;
@@ -36,7 +41,7 @@ export function createProducerConnection(target: string | RedisTarget, extra: Re
       enableAutoPipelining: true,
       clusterRetryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
       slotsRefreshTimeout: 2_000,
-      redisOptions: { ...redisAuthOf(urlOf(target)), maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 3_000, ...extra },
+      redisOptions: { ...redisAuthOf(urlOf(target)), maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 3_000, keepAlive: KEEP_ALIVE_MS, ...extra },
     });
   }
   return new Redis(urlOf(target), {
@@ -47,13 +52,20 @@ export function createProducerConnection(target: string | RedisTarget, extra: Re
     maxRetriesPerRequest: 1,
     connectTimeout: 2_000,
     commandTimeout: 3_000,
+    keepAlive: KEEP_ALIVE_MS,
     retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
     lazyConnect: false,
     ...extra,
   });
 }
 
-/** The worker's connection: it waits for Redis rather than failing (BullMQ requires this). */
+/**
+ * The worker's connection: it waits for Redis rather than failing (BullMQ requires this).
+ * No commandTimeout: BullMQ's blocking fetch runs on duplicates of this connection, which
+ * inherit its options, and a timeout would cut every fetch that legitimately waits for a
+ * job; a timed-out command is not withdrawn either, and the dead socket would stay. A
+ * connection that stops answering is found and reconnected by the watchdog instead.
+ */
 export function createWorkerConnection(url: string, extra?: RedisOptions): Redis;
 export function createWorkerConnection(target: string | RedisTarget, extra?: RedisOptions): RedisClient;
 export function createWorkerConnection(target: string | RedisTarget, extra: RedisOptions = {}): RedisClient {
@@ -61,11 +73,13 @@ export function createWorkerConnection(target: string | RedisTarget, extra: Redi
   if (nodes) {
     return new Cluster([...nodes], {
       clusterRetryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
-      redisOptions: { ...redisAuthOf(urlOf(target)), maxRetriesPerRequest: null, ...extra },
+      redisOptions: { ...redisAuthOf(urlOf(target)), maxRetriesPerRequest: null, connectTimeout: 5_000, keepAlive: KEEP_ALIVE_MS, ...extra },
     });
   }
   return new Redis(urlOf(target), {
     maxRetriesPerRequest: null,
+    connectTimeout: 5_000,
+    keepAlive: KEEP_ALIVE_MS,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
     ...extra,
   });

@@ -14,6 +14,7 @@ export {
   type RedisTarget,
 } from "./connection.js";
 export { createCarrierAdder, type CarrierAdder, type CarrierAdderOptions, type CarrierSlot } from "./carrier-add.js";
+export { createRedisWatchdog, type RedisWatchdog, type WatchOptions } from "./watchdog.js";
 export { createReplicaWait, NotReplicatedError, type ReplicaWait } from "./replication.js";
 export { closeQueues, createQueues, DEFAULT_JOB_OPTIONS, DEFAULT_PREFIX, type Queues } from "./queues.js";
 export {

@@ -1,5 +1,5 @@
 import { throttled } from "@ingest/config";
-import { catalogKeys, createCacheConnection, createCatalogQueries, type CacheTarget, type Resource } from "@ingest/catalog";
+import { catalogKeys, createCacheConnection, createCatalogQueries, type CacheRedis, type CacheTarget, type Resource } from "@ingest/catalog";
 import type { Db } from "@ingest/db";
 import CircuitBreaker from "opossum";
 import type { Env } from "../env.js";
@@ -36,10 +36,13 @@ const LOCK_MS = 3_000;
 // timeout matches the pool's connection timeout: a busy pool is not a dead database.
 const DB_BREAKER = { timeout: 5_000, errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeout: 2_000, name: "catalog-db" };
 
-export function createCatalogReads(db: Db, config: CatalogCacheConfig, log: Logger): CatalogReads {
+/** watch: hands each cache connection to the process's watchdog (one that stops answering is reconnected). */
+export function createCatalogReads(db: Db, config: CatalogCacheConfig, log: Logger, watch?: (client: CacheRedis, name: string) => void): CatalogReads {
   const queries = createCatalogQueries(db);
   const redis = createCacheConnection(config.redisUrl, { connectionName: "ingest-api-cache" });
   const sub = createCacheConnection(config.redisUrl, { connectionName: "ingest-api-cache-sub", autoResubscribe: false });
+  watch?.(redis, "cache");
+  watch?.(sub, "cache-subscriber");
   const warn = throttled((err: Error) => log.warn({ err: err.message }, "cache redis unavailable: reads bypass it"));
   redis.on("error", warn);
   sub.on("error", () => undefined);
