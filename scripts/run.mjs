@@ -91,10 +91,11 @@ async function main(command) {
       const workers = Number(process.env.WORKERS ?? 2);
       const port = env.PORT ?? "3000";
       const children = [node("apps/api/dist/index.js", env)];
-      // Each worker serves /metrics and /healthz on its own port, from 9101 up.
+      // Each worker serves /metrics and /healthz on its own port, from 9101 up. On one
+      // machine the workers yield the CPU to the API: applying can wait, an answer cannot.
       const metricsBase = Number(env.WORKER_METRICS_PORT || 9101);
       for (let i = 0; i < workers; i++) {
-        children.push(node("apps/worker/dist/index.js", { ...env, WORKER_METRICS_PORT: String(metricsBase + i) }));
+        children.push(node("apps/worker/dist/index.js", { WORKER_NICE: "10", ...env, WORKER_METRICS_PORT: String(metricsBase + i) }));
       }
       let stopped = false;
       supervise(children, async (code) => {

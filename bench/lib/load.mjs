@@ -105,13 +105,16 @@ export function registrationRequest(tag) {
  * figure must not measure). Latency counts from the due time. Bounded: rate × seconds
  * requests, at most maxInFlight at once (a request due beyond that is skipped and
  * counted), each cut after 10 s. request(i) returns { method, path, headers, body,
- * onResponse?(status, text) }.
+ * onResponse?(status, text) }. The first warmupSeconds run at the same pace over the same
+ * connections and are not counted (the generator's and the server's cold paths, new
+ * connections).
  */
-export async function runPaced(url, { seconds, rate, request, maxInFlight = 256 }) {
+export async function runPaced(url, { seconds, rate, request, maxInFlight = 256, warmupSeconds = 0 }) {
   if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(url)) throw new Error(`refusing to load ${url}: 127.0.0.1 only`);
   const { hostname, port } = new URL(url);
   const agent = new http.Agent({ keepAlive: true, maxSockets: maxInFlight });
-  const total = Math.min(Math.round(seconds * rate), MAX_RATE * AMOUNT_CAP_S);
+  const warm = Math.round(warmupSeconds * rate);
+  const total = Math.min(Math.round((seconds + warmupSeconds) * rate), MAX_RATE * AMOUNT_CAP_S);
   const latencies = [];
   let ok = 0, non2xx = 0, errors = 0, skipped = 0, inFlight = 0;
   const pending = new Set();
@@ -120,8 +123,9 @@ export async function runPaced(url, { seconds, rate, request, maxInFlight = 256 
     const due = started + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait >= 1) await sleep(wait);
+    const counted = i >= warm;
     if (inFlight >= maxInFlight) {
-      skipped++;
+      if (counted) skipped++;
       continue;
     }
     const { method, path, headers = {}, body, onResponse } = request(i);
@@ -132,16 +136,18 @@ export async function runPaced(url, { seconds, rate, request, maxInFlight = 256 
         res.setEncoding("utf8");
         res.on("data", (d) => (text += d));
         res.on("end", () => {
-          latencies.push(performance.now() - due);
-          if (res.statusCode >= 200 && res.statusCode < 300) ok++;
-          else non2xx++;
+          if (counted) {
+            latencies.push(performance.now() - due);
+            if (res.statusCode >= 200 && res.statusCode < 300) ok++;
+            else non2xx++;
+          }
           onResponse?.(res.statusCode, text);
           resolve();
         });
-        res.on("error", () => (errors++, resolve()));
+        res.on("error", () => (counted && errors++, resolve()));
       });
       req.on("timeout", () => req.destroy(new Error("timeout")));
-      req.on("error", () => (errors++, resolve()));
+      req.on("error", () => (counted && errors++, resolve()));
       req.end(body);
     });
     pending.add(done);
@@ -152,6 +158,6 @@ export async function runPaced(url, { seconds, rate, request, maxInFlight = 256 
   agent.destroy();
   const sorted = latencies.sort((a, b) => a - b);
   const at = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] : undefined);
-  const duration = (sent - started) / 1000;
-  return { seconds: duration, requests: total, ok, rate: ok / duration, p50: at(0.5), p99: at(0.99), max: sorted.at(-1), non2xx, errors, skipped };
+  const duration = (sent - started) / 1000 - warmupSeconds;
+  return { seconds: duration, requests: total - warm, ok, rate: ok / duration, p50: at(0.5), p99: at(0.99), max: sorted.at(-1), non2xx, errors, skipped };
 }

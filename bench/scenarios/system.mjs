@@ -36,7 +36,8 @@ export async function runSystem(ctx, log) {
   const { queue, close } = openQueue(ctx.redisUrl, prefix);
   const emails = openQueue(ctx.redisUrl, prefix, { name: "emails" });
   const api = await startServer("api (system)", "apps/api/dist/index.js", apiEnv(ctx, prefix), "/readyz");
-  const workers = Array.from({ length: WORKERS }, (_, i) => startNode(`worker ${i + 1} (system)`, "apps/worker/dist/index.js", workerEnv(ctx, prefix)));
+  // As npm start runs them: the workers at a lower CPU priority than the API.
+  const workers = Array.from({ length: WORKERS }, (_, i) => startNode(`worker ${i + 1} (system)`, "apps/worker/dist/index.js", workerEnv(ctx, prefix, { WORKER_NICE: "10" })));
   const sync = await startServer("sync design (system)", "bench/targets/sync-server.mjs", { DATABASE_URL: ctx.databaseUrl, NODE_ENV: "production", DB_POOL_SIZE: "20" });
   const db = new pg.Client({ connectionString: ctx.databaseUrl });
   await db.connect();
@@ -124,8 +125,8 @@ const cpuText = (c) =>
     .join(", ") + (c.system === undefined ? "" : ` (system ${Math.round(c.system)})`);
 
 /**
- * An open loop at an even pace (bench/lib/load.mjs runPaced): the 202's latency from each
- * request's due time, then, once every write is applied, the time from acceptance to
+ * An open loop at an even pace (bench/lib/load.mjs runPaced; its first second, new
+ * connections and cold paths, not counted): the 202's latency from each request's due time, then, once every write is applied, the time from acceptance to
  * applied of each (the ledger: accepted_at is when its carrier was stored, finished_at
  * when the statement that applied it ran), and the CPU of every process per applied write.
  */
@@ -136,6 +137,7 @@ async function pacedPhase(ctx, { api, workers, queue, db, snap, rate, seconds, t
   const startedAt = new Date();
   const http = await runPaced(api.url, {
     seconds,
+    warmupSeconds: 1,
     rate,
     request: (i) => ({
       method: "POST",

@@ -36,7 +36,7 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // The writes accepted close together go to Redis as one job (a carrier): one closes
       // at the end of an event-loop turn once it holds CARRIER_MIN_WRITES, else at the
       // latest CARRIER_WAIT_MS after its first write (0: always at the end of the turn).
-      CARRIER_WAIT_MS: int(5, { min: 0, max: 1_000 }),
+      CARRIER_WAIT_MS: int(10, { min: 0, max: 1_000 }),
       CARRIER_MIN_WRITES: int(8, { min: 1, max: 500 }),
       // A Redis connection that leaves a PING or its handshake unanswered this long is
       // dropped and reconnects: its peer may be gone without closing it.

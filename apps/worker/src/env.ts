@@ -45,6 +45,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // looked for: together they bound how soon a killed worker's jobs run again.
       LOCK_DURATION_MS: int(30_000, { min: 1_000 }),
       STALLED_INTERVAL_MS: int(30_000, { min: 1_000 }),
+      // CPU priority of the process (nice, 0-19): on a machine shared with the API, a worker
+      // behind it never delays an acceptance; npm start runs its workers at 10.
+      WORKER_NICE: int(0, { min: 0, max: 19 }),
       // Serves /metrics and /healthz when set (0: off).
       WORKER_METRICS_PORT: int(0, { min: 0, max: 65_535 }),
       // A Redis connection that leaves a PING or its handshake unanswered this long is
@@ -67,10 +70,10 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       EMAIL_CONCURRENCY: int(5, { min: 0, max: 100 }),
       EMAIL_ATTEMPTS: int(10, { min: 1, max: 100 }),
       EMAIL_RETRY_DELAY_MS: int(5_000, { min: 1, max: 3_600_000 }),
-      EMAIL_DISPATCH_INTERVAL_MS: int(1_000, { min: 10, max: 60_000 }),
+      EMAIL_DISPATCH_INTERVAL_MS: int(5_000, { min: 10, max: 60_000 }),
       EMAIL_DISPATCH_AFTER_MS: int(30_000, { min: 0, max: 3_600_000 }),
       // How long the emails of committed registrations gather before going to the queue as one job.
-      EMAIL_RELAY_WAIT_MS: int(50, { min: 0, max: 10_000 }),
+      EMAIL_RELAY_WAIT_MS: int(250, { min: 0, max: 10_000 }),
     },
     source,
   );

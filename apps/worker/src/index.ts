@@ -18,6 +18,7 @@ import {
 } from "@ingest/jobs";
 import { Worker, type Processor } from "bullmq";
 import type { Server } from "node:http";
+import { setPriority } from "node:os";
 import { createBulkProcessor } from "./bulk.js";
 import { createCommitInvalidation } from "./catalog-invalidation.js";
 import { createWelcomeDispatcher } from "./email/dispatch.js";
@@ -47,6 +48,13 @@ const env = (() => {
 const LOCK_TIMEOUT_MS = 10_000;
 
 const log = createLogger(env.LOG_LEVEL, env.NODE_ENV === "development" && process.stdout.isTTY);
+if (env.WORKER_NICE > 0) {
+  try {
+    setPriority(env.WORKER_NICE);
+  } catch (err) {
+    log.warn({ err, nice: env.WORKER_NICE }, "could not lower the worker's CPU priority");
+  }
+}
 if (env.REDIS_CLUSTER_NODES && !hasHashTag(env.QUEUE_PREFIX)) {
   console.error(`QUEUE_PREFIX must contain a {hash tag} on a Redis Cluster (REDIS_CLUSTER_NODES), got "${env.QUEUE_PREFIX}"`);
   process.exit(1);

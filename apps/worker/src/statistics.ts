@@ -1,43 +1,69 @@
-// Keeps the planner's statistics of the tables the writes fill up to date. A plan is cached
-// per connection (the prepared statements, the foreign-key checks PostgreSQL runs for each
+// Keeps the tables the writes fill in shape for the planner. A plan is cached per
+// connection (the prepared statements, the foreign-key checks PostgreSQL runs for each
 // row); one made while a table was small seq-scans it forever after, until an ANALYZE of
 // the table throws it away. Autovacuum analyzes, but only every minute at best, and some
 // servers run without it: a fresh table would then cost more with every row it gets.
+// Without autovacuum, the outbox's dead rows (sent emails) are vacuumed here too, or every
+// sweep for missed emails would step over all of them.
 import type { Db } from "@ingest/db";
-import { sql } from "drizzle-orm";
 import type { Logger } from "./logger.js";
 
 /** The tables the write path inserts into. */
 export const WRITE_TABLES = ["registrations", "email_sends", "job_ledger", "products", "features", "product_versions"] as const;
 
-// ANALYZE a table once this many rows changed since its last one, plus this share of its rows
-// (autovacuum's own rule, with its default threshold of 50 + 10%, made a little lazier).
-const BASE_ROWS = 500;
-const SHARE = 0.2;
-// One process at a time runs the ANALYZEs (the others find the lock taken and skip).
-const LOCK = sql`hashtext('ingest:analyze')`;
+// ANALYZE a table once this many rows changed since its last one, plus half its rows
+// (autovacuum's own rule, made lazier: its defaults are 50 + 10%); VACUUM once this many
+// rows are dead, plus a fifth of the live ones.
+const BASE_ROWS = 1_000;
+const ANALYZE_SHARE = 0.5;
+const VACUUM_SHARE = 0.2;
+// One process at a time does it (the others find the lock taken and skip).
+const LOCK_KEY = "ingest:table-maintenance";
 
 export type Analyzer = { runOnce(): Promise<string[]>; start(): void; close(): Promise<void> };
 
+type Due = { relname: string; analyze: boolean; vacuum: boolean };
+
 export function createAnalyzer(db: Db, log: Logger, { intervalMs = 5_000, tables = WRITE_TABLES as readonly string[] } = {}): Analyzer {
+  /** Answers what it did: "analyze <table>" and "vacuum <table>" entries. */
   async function runOnce(): Promise<string[]> {
-    const { rows } = await db.execute<{ relname: string }>(sql`
-      select relname from pg_stat_user_tables
-      where schemaname = current_schema() and relname in (select value from jsonb_array_elements_text(${JSON.stringify(tables)}::jsonb))
-        and n_mod_since_analyze > ${sql.raw(String(BASE_ROWS))} + ${sql.raw(String(SHARE))} * greatest(n_live_tup - n_mod_since_analyze, 0)`);
-    if (rows.length === 0) return [];
-    const analyzed: string[] = [];
-    // A session lock on one connection of the pool, released on that same connection.
-    await db.transaction(async (tx) => {
-      const [got] = (await tx.execute<{ ok: boolean }>(sql`select pg_try_advisory_xact_lock(${LOCK}) as ok`)).rows;
-      if (!got?.ok) return;
-      for (const { relname } of rows) {
-        await tx.execute(sql.raw(`analyze "${relname.replaceAll('"', '""')}"`));
-        analyzed.push(relname);
+    const client = await db.$client.connect();
+    const done: string[] = [];
+    try {
+      const { rows } = await client.query<Due>(
+        `select relname,
+                n_mod_since_analyze > $2::int + $3::float8 * greatest(n_live_tup - n_mod_since_analyze, 0) as analyze,
+                not current_setting('autovacuum')::boolean and n_dead_tup > $2::int + $4::float8 * n_live_tup as vacuum
+         from pg_stat_user_tables
+         where schemaname = current_schema() and relname = any($1::text[])`,
+        [tables, BASE_ROWS, ANALYZE_SHARE, VACUUM_SHARE],
+      );
+      const due = rows.filter((r) => r.analyze || r.vacuum);
+      if (due.length === 0) return done;
+      const [lock] = (await client.query<{ ok: boolean }>("select pg_try_advisory_lock(hashtext($1)) as ok", [LOCK_KEY])).rows;
+      if (!lock?.ok) return done;
+      try {
+        // A large table's VACUUM may take longer than the pool's statement timeout; paced
+        // as autovacuum paces itself (a short sleep every so many pages), so that it does
+        // not take a core from the writes in one go.
+        await client.query("set statement_timeout = 0; set vacuum_cost_delay = '2ms'");
+        for (const { relname, analyze, vacuum } of due) {
+          const table = `"${relname.replaceAll('"', '""')}"`;
+          // VACUUM (ANALYZE) does both in one pass; neither blocks the writes.
+          if (vacuum) await client.query(`vacuum${analyze ? " (analyze)" : ""} ${table}`);
+          else await client.query(`analyze ${table}`);
+          if (vacuum) done.push(`vacuum ${relname}`);
+          if (analyze) done.push(`analyze ${relname}`);
+        }
+      } finally {
+        await client.query("reset statement_timeout; reset vacuum_cost_delay");
+        await client.query("select pg_advisory_unlock(hashtext($1))", [LOCK_KEY]);
       }
-    });
-    if (analyzed.length) log.debug({ tables: analyzed }, "tables analyzed");
-    return analyzed;
+      if (done.length) log.debug({ done }, "write tables maintained");
+      return done;
+    } finally {
+      client.release();
+    }
   }
 
   let timer: NodeJS.Timeout | undefined;

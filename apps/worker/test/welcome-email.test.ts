@@ -527,9 +527,9 @@ describe("mail settings", () => {
       EMAIL_CONCURRENCY: 5,
       EMAIL_ATTEMPTS: 10,
       EMAIL_RETRY_DELAY_MS: 5_000,
-      EMAIL_DISPATCH_INTERVAL_MS: 1_000,
+      EMAIL_DISPATCH_INTERVAL_MS: 5_000,
       EMAIL_DISPATCH_AFTER_MS: 30_000,
-      EMAIL_RELAY_WAIT_MS: 50,
+      EMAIL_RELAY_WAIT_MS: 250,
     });
     expect(domainOf(env.MAIL_FROM)).toBe("shop.example");
     expect(domainOf(loadEnv({}).MAIL_FROM)).toBe("localhost");

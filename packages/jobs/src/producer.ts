@@ -110,9 +110,9 @@ export type ProducerDeps = {
 export type CarrierLimits = { maxWrites: number; maxBytes: number; lingerMs: number; minWrites: number };
 
 // Under load a turn of the event loop brings a carrier's writes; far from saturation a
-// carrier waits up to 5 ms for 8 of them, so that each write does not pay a job's fixed
+// carrier waits up to 10 ms for 8 of them, so that each write does not pay a job's fixed
 // cost alone (a 202 waits that much longer).
-export const CARRIER_DEFAULTS: CarrierLimits = { maxWrites: 500, maxBytes: 1024 * 1024, lingerMs: 5, minWrites: 8 };
+export const CARRIER_DEFAULTS: CarrierLimits = { maxWrites: 500, maxBytes: 1024 * 1024, lingerMs: 10, minWrites: 8 };
 
 export function hashKey(value: string): string {
   return createHash("sha256").update(value).digest("base64url");
