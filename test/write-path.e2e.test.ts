@@ -1,3 +1,4 @@
+import { carrierIdOf } from "@ingest/jobs";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -6,6 +7,7 @@ import {
   startApi,
   testDb,
   testEnv,
+  waitFor,
   waitForJob,
   type Api,
   type WorkerProcess,
@@ -123,7 +125,35 @@ describe("products end to end", () => {
     expect(job.error).toMatch(/^PRODUCT_NOT_FOUND: product 777777 does not exist/);
     expect(await rows(sql`select 1 from products where id = 777777`)).toHaveLength(0);
   });
+
+  it("a write that fails for good is a failed job of its own in Bull Board, with its reason, while its carrier's other writes complete", async () => {
+    // An API whose carriers wait for two writes: these two travel in one job.
+    const pairs = await startApi(prefix, { CARRIER_WAIT_MS: "1000", CARRIER_MIN_WRITES: "2" });
+    try {
+      const [good, bad] = await Promise.all([
+        request(pairs.url, "POST", "/products", { json: { name: "beside-the-ghost", category: "c", default_price: 1 } }),
+        request(pairs.url, "PATCH", "/products/777778", { json: { name: "ghost" } }),
+      ]);
+      expect(carrierIdOf(good.body.jobId)).toBe(carrierIdOf(bad.body.jobId));
+      expect((await accepted(good)).state).toBe("completed");
+      expect((await accepted(bad)).state).toBe("failed");
+      await expectOwnFailedJob(bad.body.jobId);
+    } finally {
+      await pairs.close();
+    }
+  });
 });
+
+/** A write that failed for good: a failed job of its own under its id, with its reason; its carrier completed. */
+async function expectOwnFailedJob(writeId: string) {
+  const queue = api.runtime.deps.queues.products;
+  // A worker runs it once (it answers the recorded failure, applying nothing).
+  await waitFor(async () => (await queue.getJobState(writeId)) === "failed", 10_000, "the write's own job to fail");
+  const own = await queue.getJob(writeId);
+  expect(own?.name).toBe("product.patch");
+  expect(own?.failedReason).toBe("PRODUCT_NOT_FOUND: product 777778 does not exist");
+  expect(await queue.getJobState(carrierIdOf(writeId)!)).toBe("completed");
+}
 
 describe("Idempotency-Key", () => {
   it("replaying a key returns the first jobId, before and after the job completed and left Redis", async () => {
@@ -137,8 +167,10 @@ describe("Idempotency-Key", () => {
     const done = await waitForJob(api.url, first.body.jobId);
     expect(done.state).toBe("completed");
 
-    // Gone from Redis (as retention removes completed jobs): the answer holds.
-    await api.runtime.deps.producer["deps"].queues.registrations.remove(first.body.jobId);
+    // Its carrier gone from Redis (as retention removes completed jobs): the answer holds.
+    const queue = api.runtime.deps.producer["deps"].queues.registrations;
+    expect(await queue.remove(carrierIdOf(first.body.jobId)!)).toBe(1);
+    expect(await queue.getJob(carrierIdOf(first.body.jobId)!)).toBeUndefined();
     const later = await post("/registrations", body, headers);
     expect(later.status).toBe(202);
     expect(later.body.jobId).toBe(first.body.jobId);
