@@ -501,6 +501,26 @@ describe("sending welcome emails once", () => {
     }
   });
 
+  it("without SMTP_URL the emails are only logged, and the jobs say so: logged, not sent", async () => {
+    const processor = createEmailProcessor({
+      db,
+      mailer: createMailer({ smtpUrl: undefined, from, maxConnections: 1, nodeEnv: "test" }, log),
+      domain: DOMAIN,
+      log,
+      metrics: createWorkerMetrics(),
+      queue: queues.emails,
+    });
+    const emails: { registrationId: number; email: string; name: string }[] = [];
+    for (const email of [emailOf("logged-a"), emailOf("logged-b")]) emails.push({ registrationId: await register(email), email, name: "Nia" });
+    const ids = emails.map((e) => e.registrationId);
+    expect(await processor(emailJob(welcomeBatchJobId(ids), WELCOME_BATCH_JOB, { emails }, 3))).toEqual({ logged: 2, loggedBefore: 0, failed: [] });
+    expect(await processor(emailJob(welcomeEmailJobId(ids[0]!), WELCOME_EMAIL_JOB, { payload: emails[0] }, 1))).toEqual({
+      registrationId: ids[0],
+      messageId: `<welcome-${ids[0]}@${DOMAIN}>`,
+      logged: false,
+    });
+  });
+
   it("a bad payload fails at once", async () => {
     const processor = createEmailProcessor({
       db,

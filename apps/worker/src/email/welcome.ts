@@ -102,8 +102,12 @@ async function recordFailures(db: Db, failed: { email: WelcomeEmail; reason: str
       where email_sends.status <> 'sent'`);
 }
 
-export type WelcomeBatchResult = { sent: number; sentBefore: number; failed: { registrationId: number; reason: string }[] };
-export type WelcomeResult = { registrationId: number; messageId: string; sent: boolean };
+// What a job reports says what became of its emails: handed to the SMTP server ("sent"),
+// or only written to the log without SMTP_URL ("logged").
+export type WelcomeBatchResult =
+  | { sent: number; sentBefore: number; failed: { registrationId: number; reason: string }[] }
+  | { logged: number; loggedBefore: number; failed: { registrationId: number; reason: string }[] };
+export type WelcomeResult = { registrationId: number; messageId: string } & ({ sent: boolean } | { logged: boolean });
 
 export type EmailProcessorDeps = {
   db: Db;
@@ -150,7 +154,8 @@ export function createEmailProcessor(deps: EmailProcessorDeps) {
       }
       (o.permanent || last ? forGood : retry).push({ email: emails[k]!, reason: o.reason });
     });
-    deps.metrics.emailsSent.inc({ email: KIND }, sent);
+    // Only what an SMTP server took counts as sent.
+    if (deps.mailer.kind === "smtp") deps.metrics.emailsSent.inc({ email: KIND }, sent);
     const outcome = forGood.length ? "failed" : retry.length ? "retry" : "completed";
     deps.metrics.duration.observe({ queue: "emails", job: job.name, outcome }, (performance.now() - started) / 1_000);
     if (forGood.length) deps.metrics.emailFailures.inc({ email: KIND, kind: "final" }, forGood.length);
@@ -162,9 +167,10 @@ export function createEmailProcessor(deps: EmailProcessorDeps) {
       for (const { email, reason } of forGood) log.error({ registrationId: email.registrationId, requestId: email.requestId, reason, attempts: job.attemptsMade + 1 }, "welcome email failed for good");
       await recordFailures(deps.db, forGood, deps.domain).catch((err) => log.warn({ err }, "could not record the failures"));
     }
+    const logged = deps.mailer.kind === "log";
     if (single) {
       const o = outcomes[0]!;
-      if ("sent" in o) return o;
+      if ("sent" in o) return logged ? { registrationId: o.registrationId, messageId: o.messageId, logged: o.sent } : o;
       if (!forGood.length) log.warn({ registrationId: o.registrationId, reason: o.reason, attempt: job.attemptsMade + 1 }, "welcome email not sent, will retry");
       throw o.permanent ? new UnrecoverableError(o.reason) : new Error(o.reason);
     }
@@ -175,7 +181,8 @@ export function createEmailProcessor(deps: EmailProcessorDeps) {
       log.warn({ emails: retry.length, reason: retry[0]!.reason, attempt: job.attemptsMade + 1 }, "welcome emails not sent, will retry");
       throw new Error(`${retry.length} of ${emails.length} emails not sent: ${retry[0]!.reason}`);
     }
-    return { sent, sentBefore, failed: forGood.map(({ email, reason }) => ({ registrationId: email.registrationId, reason })) };
+    const failed = forGood.map(({ email, reason }) => ({ registrationId: email.registrationId, reason }));
+    return logged ? { logged: sent, loggedBefore: sentBefore, failed } : { sent, sentBefore, failed };
   };
 }
 
