@@ -24,7 +24,7 @@ export class PrivateRedis {
    */
   constructor(
     readonly port: number,
-    private readonly opts: { aofDir?: string; replicaOf?: number } = {},
+    private readonly opts: { aofDir?: string; replicaOf?: number; maxmemory?: string; protectedConfigs?: boolean } = {},
   ) {}
 
   get url(): string {
@@ -37,7 +37,10 @@ export class PrivateRedis {
       ? ["--appendonly", "yes", "--appendfsync", "always", "--dir", this.opts.aofDir, "--maxmemory-policy", "noeviction"]
       : ["--appendonly", "no", "--dir", (this.tempDir ??= mkdtempSync(join(tmpdir(), "ingest-redis-")))];
     const replica = this.opts.replicaOf ? ["--replicaof", "127.0.0.1", String(this.opts.replicaOf)] : [];
-    this.proc = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", ...persistence, ...replica], {
+    const memory = this.opts.maxmemory ? ["--maxmemory", this.opts.maxmemory, "--maxmemory-policy", "noeviction"] : [];
+    // CONFIG SET of dir and the like, for tests that break persistence on purpose.
+    if (this.opts.protectedConfigs) memory.push("--enable-protected-configs", "yes");
+    this.proc = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", ...persistence, ...replica, ...memory], {
       stdio: "ignore",
     });
     await waitFor(async () => {

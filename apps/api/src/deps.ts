@@ -64,9 +64,10 @@ export function createRuntime(env: Env, log: Logger): Runtime {
   // Each refers to the other only when called (a scrape, a shed request).
   const metrics = createMetrics(queues, { eventLoopDelay: () => shedder.delayMs() });
   const shedder = createShedder({ lagMs: env.SHED_LAG_MS, onShed: () => metrics.shed.inc({ reason: "event_loop" }) });
-  const queueGuard = createQueueGuard(queues, {
+  const queueGuard = createQueueGuard(queues, redis, {
     highWater: env.QUEUE_HIGH_WATER,
-    onShed: () => metrics.shed.inc({ reason: "queue_full" }),
+    memoryHighWaterPct: env.QUEUE_MEMORY_HIGH_WATER_PCT,
+    onShed: (reason) => metrics.shed.inc({ reason }),
   });
 
   const deps: AppDeps = {

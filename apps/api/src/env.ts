@@ -72,6 +72,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       RATE_LIMIT_PER_MIN: int(6_000, { min: 0 }),
       SHED_LAG_MS: int(200, { min: 0 }),
       QUEUE_HIGH_WATER: int(1_000_000, { min: 0 }),
+      // Writes get 503 once the queue Redis uses this share of its maxmemory (0: off), so
+      // the workers, whose scripts a full Redis refuses, can still drain and free it.
+      QUEUE_MEMORY_HIGH_WATER_PCT: int(80, { min: 0, max: 100 }),
       // Proxies in front of the API (a hop count), so req.ip is the client's address.
       TRUST_PROXY: int(0, { min: 0, max: 10 }),
       API_PROCESSES: int(1, { min: 0, max: 256 }),
