@@ -117,7 +117,7 @@ describe("the queue Redis full", () => {
 
   it("a Redis that cannot persist (MISCONF, as with a full disk): writes get 503, never 500, and are taken again once it can", async () => {
     const api = await startApi(prefix, { REDIS_URL: redis.url });
-    const dir = String((await admin.config("GET", "dir"))[1]);
+    const dir = String(((await admin.config("GET", "dir")) as string[])[1]);
     try {
       // A snapshot that cannot be written makes Redis refuse writes until one succeeds.
       await admin.config("SET", "save", "3600 1");
