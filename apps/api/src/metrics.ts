@@ -4,6 +4,8 @@ import { withTimeout } from "@ingest/config";
 import { BULK_JOB, JOB_NAMES, type Queues } from "@ingest/jobs";
 import type { Request, RequestHandler, Response } from "express";
 import client from "prom-client";
+import { AppError } from "./errors.js";
+import { joinClusterMetrics } from "./metrics-cluster.js";
 
 const JOB_STATES = ["waiting", "delayed", "prioritized", "active", "completed", "failed"] as const;
 // Queue depth is read from Redis at scrape time; a slow Redis must not hang the scrape.
@@ -13,7 +15,11 @@ const SHED_REASONS = ["event_loop", "queue_full"] as const;
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-export type MetricsOptions = { eventLoopDelay?: () => number };
+export type MetricsOptions = {
+  eventLoopDelay?: () => number;
+  /** A node:cluster process: a scrape answers the sum over all the API's processes, gathered by the primary. */
+  clustered?: boolean;
+};
 
 /**
  * Node's default metrics, less three gauges named like counters (`nodejs_active_*_total`),
@@ -140,8 +146,16 @@ export function createMetrics(queues: Queues, opts: MetricsOptions = {}) {
     if (typeof served === "string") cache.inc({ result: served });
   };
 
+  const scrape = opts.clustered ? joinClusterMetrics(registry) : () => registry.metrics();
   const handler: RequestHandler = async (_req, res) => {
-    res.set("Content-Type", registry.contentType).send(await registry.metrics());
+    let body: string;
+    try {
+      body = await scrape();
+    } catch {
+      // A partial sum would read as counters going backwards: no answer is better.
+      throw new AppError("unavailable", "The metrics of every API process could not be gathered; retry shortly.", { retryAfterS: 1 });
+    }
+    res.set("Content-Type", registry.contentType).send(body);
   };
 
   return { registry, observeRequest, handler, shed, rateLimited, writes, bulkLines };
