@@ -33,12 +33,12 @@ describe("worker metrics and health", () => {
       const health = await request(`http://127.0.0.1:${port}`, "GET", "/healthz");
       expect(health.status).toBe(200);
       const metrics = await request(`http://127.0.0.1:${port}`, "GET", "/metrics");
-      expect(metrics.text).toMatch(/ingest_job_duration_seconds_count\{queue="products",job="product.create",outcome="completed"\} 1/);
-      expect(metrics.text).toMatch(/ingest_job_failures_total\{queue="products",job="product.patch",kind="permanent"\} 1/);
+      expect(metrics.text).toMatch(/ingest_job_duration_seconds_count\{queue="products",job_name="product.create",outcome="completed"\} 1/);
+      expect(metrics.text).toMatch(/ingest_job_failures_total\{queue="products",job_name="product.patch",kind="permanent"\} 1/);
       // The API reads the fleet-wide finished counts the workers record.
       const apiMetrics = await request(base, "GET", "/metrics");
-      expect(apiMetrics.text).toMatch(/ingest_jobs_finished\{queue="products",outcome="completed"\} [1-9]/);
-      expect(apiMetrics.text).toMatch(/ingest_jobs_finished\{queue="products",outcome="failed"\} [1-9]/);
+      expect(apiMetrics.text).toMatch(/ingest_jobs_finished_total\{queue="products",outcome="completed"\} [1-9]/);
+      expect(apiMetrics.text).toMatch(/ingest_jobs_finished_total\{queue="products",outcome="failed"\} [1-9]/);
     } finally {
       api.proc.kill("SIGTERM");
       await api.exited;

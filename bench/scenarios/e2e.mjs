@@ -15,7 +15,7 @@ const WORKERS = 2;
  */
 async function acceptedByApi(url) {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const m = text.match(/^ingest_writes_accepted_total\{job="registration\.create"\} (\d+)/m);
+  const m = text.match(/^ingest_writes_accepted_total\{job_name="registration\.create"\} (\d+)/m);
   return m ? Number(m[1]) : undefined;
 }
 

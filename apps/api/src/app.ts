@@ -60,7 +60,7 @@ export function createApp(deps: AppDeps): Express {
           (g): g is RequestHandler => g !== undefined,
         ),
       onAccepted: (job, lines) => {
-        deps.metrics.writes.inc({ job });
+        deps.metrics.writes.inc({ job_name: job });
         if (lines) {
           deps.metrics.bulkLines.inc({ verdict: "accepted" }, lines.accepted);
           deps.metrics.bulkLines.inc({ verdict: "invalid" }, lines.invalid);

@@ -1,6 +1,7 @@
 import cluster, { type Worker } from "node:cluster";
 import { availableParallelism } from "node:os";
 import type { Logger } from "./logger.js";
+import { serveClusterMetrics } from "./metrics-cluster.js";
 
 // A process that dies this soon after its start counts as failing at start: its
 // replacement waits longer each time, and the primary gives up after a run of them.
@@ -11,7 +12,8 @@ const MAX_BACKOFF_MS = 30_000;
 /**
  * Runs `count` API processes on one port (node:cluster) and replaces any that crash,
  * under an exponential backoff so a process that cannot start does not fork in a loop.
- * SIGTERM/SIGINT go to every process; the primary exits once they all have.
+ * SIGTERM/SIGINT go to every process; the primary exits once they all have. The primary
+ * also sums the processes' metrics for /metrics, whichever process takes the scrape.
  */
 export function runPrimary(count: number, log: Logger, shutdownTimeoutMs: number): void {
   const processes = count === 0 ? availableParallelism() : count;
@@ -52,6 +54,7 @@ export function runPrimary(count: number, log: Logger, shutdownTimeoutMs: number
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGTERM"));
 
+  serveClusterMetrics();
   log.info({ processes }, "starting API processes");
   for (let i = 0; i < processes; i++) fork();
 }

@@ -10,6 +10,7 @@ import {
   warnUnlessNoEviction,
 } from "@ingest/jobs";
 import { sql } from "drizzle-orm";
+import cluster from "node:cluster";
 import { randomBytes } from "node:crypto";
 import type { BoardConfig } from "./admin/board.js";
 import { createMetrics } from "./metrics.js";
@@ -62,7 +63,7 @@ export function createRuntime(env: Env, log: Logger): Runtime {
   let draining = false;
 
   // Each refers to the other only when called (a scrape, a shed request).
-  const metrics = createMetrics(queues, { eventLoopDelay: () => shedder.delayMs() });
+  const metrics = createMetrics(queues, { eventLoopDelay: () => shedder.delayMs(), clustered: cluster.isWorker });
   const shedder = createShedder({ lagMs: env.SHED_LAG_MS, onShed: () => metrics.shed.inc({ reason: "event_loop" }) });
   const queueGuard = createQueueGuard(queues, redis, {
     highWater: env.QUEUE_HIGH_WATER,

@@ -3,7 +3,9 @@ import type { Request } from "express";
 import type { Idempotency } from "@ingest/jobs";
 import { AppError } from "./errors.js";
 
-const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
+/** 1 to 255 printable ASCII characters; a string, for the OpenAPI document too. */
+export const IDEMPOTENCY_KEY_PATTERN = "^[\\x20-\\x7E]{1,255}$";
+const KEY_PATTERN = new RegExp(IDEMPOTENCY_KEY_PATTERN);
 
 /** Reads the Idempotency-Key header; undefined when absent, 400 when malformed. */
 export function idempotencyFor(req: Request, payload: unknown, subject?: string): Idempotency | undefined {

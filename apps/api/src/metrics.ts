@@ -1,17 +1,41 @@
+// The API's Prometheus metrics: requests, refusals, accepted writes, and the fleet-wide
+// queue figures read from Redis at scrape time.
 import { withTimeout } from "@ingest/config";
-import type { Queues } from "@ingest/jobs";
+import { BULK_JOB, JOB_NAMES, type Queues } from "@ingest/jobs";
 import type { Request, RequestHandler, Response } from "express";
 import client from "prom-client";
+import { AppError } from "./errors.js";
+import { joinClusterMetrics } from "./metrics-cluster.js";
 
 const JOB_STATES = ["waiting", "delayed", "prioritized", "active", "completed", "failed"] as const;
 // Queue depth is read from Redis at scrape time; a slow Redis must not hang the scrape.
 const SCRAPE_TIMEOUT_MS = 1_000;
+const CACHE_RESULTS = ["HIT", "STALE", "MISS", "BYPASS"] as const;
+const SHED_REASONS = ["event_loop", "queue_full"] as const;
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => number } = {}) {
-  const registry = new client.Registry();
+export type MetricsOptions = {
+  eventLoopDelay?: () => number;
+  /** A node:cluster process: a scrape answers the sum over all the API's processes, gathered by the primary. */
+  clustered?: boolean;
+};
+
+/**
+ * Node's default metrics, less three gauges named like counters (`nodejs_active_*_total`),
+ * which Prometheus's linter refuses; their per-type siblings (`nodejs_active_handles`, …)
+ * carry the same counts.
+ */
+export function collectProcessMetrics(registry: client.Registry): void {
   client.collectDefaultMetrics({ register: registry });
+  for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+    registry.removeSingleMetric(name);
+  }
+}
+
+export function createMetrics(queues: Queues, opts: MetricsOptions = {}) {
+  const registry = new client.Registry();
+  collectProcessMetrics(registry);
   const registers = [registry];
 
   const httpDuration = new client.Histogram({
@@ -38,10 +62,11 @@ export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => num
     help: "Writes refused with 429 by the per-client rate limit",
     registers,
   });
+  // `job_name`, not `job`: Prometheus reserves `job` for the scrape job.
   const writes = new client.Counter({
     name: "ingest_writes_accepted_total",
     help: "Writes stored as jobs (202), by job name; replays of an Idempotency-Key are not counted",
-    labelNames: ["job"] as const,
+    labelNames: ["job_name"] as const,
     registers,
   });
   const bulkLines = new client.Counter({
@@ -50,9 +75,18 @@ export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => num
     labelNames: ["verdict"] as const,
     registers,
   });
+  // Every label value an alert may watch exists from the start at 0, so increase() sees
+  // the first event (a series born at 1 has no increase).
+  for (const result of CACHE_RESULTS) cache.inc({ result }, 0);
+  for (const reason of SHED_REASONS) shed.inc({ reason }, 0);
+  for (const job_name of [...JOB_NAMES, BULK_JOB]) writes.inc({ job_name }, 0);
+  for (const verdict of ["accepted", "invalid"]) bulkLines.inc({ verdict }, 0);
+
+  // Across cluster processes: the worst process's delay, not a sum.
   new client.Gauge({
     name: "ingest_event_loop_delay_seconds",
-    help: "Event-loop delay the load shedder acts on (p99 over the last window)",
+    help: "Event-loop delay the load shedder acts on (p99 over the last window; the worst API process)",
+    aggregator: "max",
     registers,
     collect() {
       this.set((opts.eventLoopDelay?.() ?? 0) / 1_000);
@@ -62,6 +96,8 @@ export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => num
     name: "ingest_queue_jobs",
     help: "Jobs in each queue by state (fleet-wide, read from Redis)",
     labelNames: ["queue", "state"] as const,
+    // Every API process reads the same figure: across processes it is taken once, not summed.
+    aggregator: "max",
     registers,
     async collect() {
       await withTimeout(
@@ -75,24 +111,29 @@ export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => num
       ).catch(() => this.reset());
     },
   });
-  // BullMQ's own per-queue metrics (workers record them): finished jobs since the start.
-  new client.Gauge({
-    name: "ingest_jobs_finished",
+  // BullMQ's own per-queue metrics (workers record them): a running total kept in Redis,
+  // exported as the counter it is.
+  new client.Counter({
+    name: "ingest_jobs_finished_total",
     help: "Jobs finished per queue and outcome since metrics began (fleet-wide, from BullMQ metrics)",
     labelNames: ["queue", "outcome"] as const,
+    aggregator: "max",
     registers,
     async collect() {
-      await withTimeout(
+      const counts = await withTimeout(
         Promise.all(
-          Object.entries(queues).flatMap(([name, queue]) =>
+          Object.entries(queues).flatMap(([queue, q]) =>
             (["completed", "failed"] as const).map(async (outcome) => {
-              const m = await queue.getMetrics(outcome, 0, 0);
-              this.set({ queue: name, outcome }, Number(m.meta.count) || 0);
+              const m = await q.getMetrics(outcome, 0, 0);
+              return { labels: { queue, outcome }, value: Number(m.meta.count) || 0 };
             }),
           ),
         ),
         SCRAPE_TIMEOUT_MS,
-      ).catch(() => this.reset());
+      ).catch(() => []);
+      // Set, not added to: the total lives in Redis. Without an answer, no series.
+      this.reset();
+      for (const { labels, value } of counts) this.inc(labels, value);
     },
   });
 
@@ -105,8 +146,16 @@ export function createMetrics(queues: Queues, opts: { eventLoopDelay?: () => num
     if (typeof served === "string") cache.inc({ result: served });
   };
 
+  const scrape = opts.clustered ? joinClusterMetrics(registry) : () => registry.metrics();
   const handler: RequestHandler = async (_req, res) => {
-    res.set("Content-Type", registry.contentType).send(await registry.metrics());
+    let body: string;
+    try {
+      body = await scrape();
+    } catch {
+      // A partial sum would read as counters going backwards: no answer is better.
+      throw new AppError("unavailable", "The metrics of every API process could not be gathered; retry shortly.", { retryAfterS: 1 });
+    }
+    res.set("Content-Type", registry.contentType).send(body);
   };
 
   return { registry, observeRequest, handler, shed, rateLimited, writes, bulkLines };

@@ -1,10 +1,11 @@
+// The OpenAPI 3.1 document that GET /openapi.json serves and /docs shows.
 import { ZBulkLine, ZProduct, ZProductPatch, ZRegistration } from "@ingest/jobs";
-import { Type, type TSchema } from "@sinclair/typebox";
+import { Type } from "@sinclair/typebox";
+import { componentSchemas } from "./openapi-components.js";
+import { html, jobId, json, operational, PARSER_REFUSALS, problem, productId, PUBLIC, read, ref, retryAfter, shed, write } from "./openapi-operations.js";
 
 // Request bodies are the very schemas the API validates with (TypeBox is JSON Schema,
 // which OpenAPI 3.1 takes as is); response shapes are declared here for readers.
-
-const strip = (schema: TSchema): object => JSON.parse(JSON.stringify(schema)) as object;
 
 const Problem = Type.Object({
   type: Type.String(),
@@ -50,52 +51,35 @@ const Styles = Type.Object({
   ),
 });
 
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const problem = (description: string) => ({ description, content: { "application/problem+json": { schema: ref("Problem") } } });
-const json = (schema: object, description = "OK") => ({ description, content: { "application/json": { schema } } });
-const productId = { name: "id", in: "path", required: true, schema: { type: "integer", minimum: 1, maximum: 2_147_483_647 } };
-const idempotencyKey = {
-  name: "Idempotency-Key",
-  in: "header",
-  required: false,
-  description: "1–255 printable ASCII characters; a repeat with the same body within 24 h answers the first 202",
-  schema: { type: "string", minLength: 1, maxLength: 255 },
+// What Swagger UI's "Try it out" pre-fills: each is accepted as it stands (202).
+const EXAMPLES = {
+  registration: { email: "ada@example.com", name: "Ada Lovelace", plan: "pro", marketingOptIn: false },
+  product: {
+    name: "Camo Onesie",
+    slogan: "Blend in to your crowd",
+    description: "The So Fatigues will wake you up and fit you in.",
+    category: "Jackets",
+    default_price: "140.00",
+    features: [{ feature: "Fabric", value: "Canvas" }],
+  },
+  productPatch: { default_price: "120.00", slogan: "Now on sale" },
+  bulk: [
+    { op: "create", product: { name: "Morning Joggers", category: "Pants", default_price: "40.00" } },
+    { op: "patch", id: 1, changes: { default_price: "135.00" } },
+  ]
+    .map((line) => `${JSON.stringify(line)}\n`)
+    .join(""),
 };
 
-function write(summary: string, body: string | undefined, scope: string, params: object[] = []) {
-  return {
-    summary,
-    security: [{}, { bearer: [scope] }],
-    parameters: [idempotencyKey, ...params],
-    ...(body ? { requestBody: { required: true, content: { "application/json": { schema: ref(body) } } } } : {}),
-    responses: {
-      "202": { ...json(ref("Accepted"), "Stored as a job"), headers: { Location: { schema: { type: "string" } } } },
-      "400": problem("Invalid body, id or header: fields that break the schema (listed in `errors`), a body that is not JSON or not UTF-8"),
-      "401": problem("Bearer token missing or invalid (when auth is on)"),
-      "403": problem("Token lacks the scope"),
-      "409": problem("The first request with this Idempotency-Key is still being accepted"),
-      "413": problem("Body too large"),
-      "415": problem("Not application/json"),
-      "422": problem("Idempotency-Key reused with a different body"),
-      "429": problem("Rate limit; see Retry-After"),
-      "503": problem("Not stored (Redis unavailable or overloaded); see Retry-After"),
-    },
-  };
-}
+// The body is text, one JSON document a line; what its lines hold is the contentSchema
+// (a sequence of lines read as an array, as OpenAPI 3.2 reads sequential media types).
+const NDJSON_BULK_LINES = {
+  type: "string",
+  contentMediaType: "application/x-ndjson",
+  contentSchema: { type: "array", items: ref("BulkLine") },
+};
 
-function read(summary: string, schema: object, params: object[]) {
-  return {
-    summary,
-    parameters: params,
-    responses: {
-      "200": { ...json(schema), headers: { "X-Cache": { schema: { enum: ["HIT", "STALE", "MISS", "BYPASS"] } }, ETag: { schema: { type: "string" } } } },
-      "304": { description: "Not modified (If-None-Match)" },
-      "400": problem("Malformed id or query"),
-      "404": problem("Unknown product"),
-      "503": problem("Neither cache nor database can answer"),
-    },
-  };
-}
+const jsonBody = (schema: string, example: object) => ({ type: "application/json" as const, schema: ref(schema), example });
 
 export function openApiDocument(): object {
   return {
@@ -103,90 +87,127 @@ export function openApiDocument(): object {
     info: {
       title: "ingest",
       version: "1.0.0",
-      description: "Writes are validated, stored as jobs and answered 202; GET /jobs/{id} follows them to PostgreSQL.",
+      description:
+        "Writes are validated, stored as jobs and answered 202; GET /jobs/{id} follows them to PostgreSQL. Every error is `application/problem+json`. A path answers a method it does not list with 405 and `Allow`.",
     },
+    servers: [{ url: "/", description: "the API that serves this document" }],
     components: {
       securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" }, basic: { type: "http", scheme: "basic" } },
-      schemas: {
-        Registration: strip(ZRegistration),
-        Product: strip(ZProduct),
-        ProductPatch: strip(ZProductPatch),
-        Accepted: strip(Accepted),
-        JobStatus: strip(JobStatus),
-        Problem: strip(Problem),
-        ProductSummary: strip(ProductSummary),
-        ProductDetail: strip(ProductDetail),
-        Styles: strip(Styles),
-        BulkLine: strip(ZBulkLine),
-      },
+      schemas: componentSchemas({
+        Registration: ZRegistration,
+        Product: ZProduct,
+        ProductPatch: ZProductPatch,
+        BulkLine: ZBulkLine,
+        Accepted,
+        JobStatus,
+        Problem,
+        ProductSummary,
+        ProductDetail,
+        Styles,
+      }),
     },
     paths: {
       "/registrations": {
         post: {
-          ...write("Register a user", "Registration", "registrations:write"),
+          ...write("createRegistration", "Register a user", "registrations:write", { body: jsonBody("Registration", EXAMPLES.registration) }),
           description:
             "The job's result says whether the email was new (`created`) or already registered (`duplicate`, case-insensitively). A created registration is sent one welcome email shortly after; a duplicate gets none.",
         },
       },
       "/products": {
-        post: write("Create a product", "Product", "products:write"),
-        get: read("List products by id", { type: "array", items: ref("ProductSummary") }, [
-          { name: "page", in: "query", schema: { type: "integer", minimum: 1, default: 1 } },
-          { name: "count", in: "query", schema: { type: "integer", minimum: 1, maximum: 100, default: 5 } },
-        ]),
+        post: write("createProduct", "Create a product", "products:write", { body: jsonBody("Product", EXAMPLES.product) }),
+        get: read(
+          "listProducts",
+          "List products by id",
+          { type: "array", items: ref("ProductSummary") },
+          {
+            byId: false,
+            params: [
+              { name: "page", in: "query", schema: { type: "integer", minimum: 1, maximum: 10_000_000, default: 1 } },
+              { name: "count", in: "query", schema: { type: "integer", minimum: 1, maximum: 100, default: 5 } },
+            ],
+          },
+        ),
       },
       "/products/bulk": {
         post: {
-          ...write("Many product operations in one request", undefined, "products:write"),
+          ...write("bulkProducts", "Many product operations in one request", "products:write", {
+            body: { type: "application/x-ndjson", schema: NDJSON_BULK_LINES, example: EXAMPLES.bulk, description: "one BulkLine per line" },
+          }),
           description:
             "`application/x-ndjson`: one operation per line (a `BulkLine`: create, replace, patch or delete), read as it arrives, up to BULK_MAX_LINES lines (default 10 000). Each line is validated on its own: the valid ones are stored as one batch job in the bulk lane (which never delays interactive writes), the invalid ones are listed in `errors` by line (`/lines/<n>/...`). GET /jobs/{id} reports the batch's counts — accepted, applied, failed (with line numbers), invalid. Edits of one product keep their acceptance order within and across batches and interactive writes. With no valid line: 400.",
-          requestBody: { required: true, description: "one BulkLine per line", content: { "application/x-ndjson": { schema: ref("BulkLine") } } },
         },
       },
       "/products/{id}": {
-        put: write("Replace (or create) a product", "Product", "products:write", [productId]),
-        patch: write("Change some fields of a product", "ProductPatch", "products:write", [productId]),
-        delete: write("Delete a product", undefined, "products:write", [productId]),
-        get: read("One product with its features", ref("ProductDetail"), [productId]),
+        put: write("replaceProduct", "Replace (or create) a product", "products:write", { body: jsonBody("Product", EXAMPLES.product), params: [productId] }),
+        patch: write("patchProduct", "Change some fields of a product", "products:write", {
+          body: jsonBody("ProductPatch", EXAMPLES.productPatch),
+          params: [productId],
+        }),
+        delete: write("deleteProduct", "Delete a product", "products:write", { params: [productId] }),
+        get: read("getProduct", "One product with its features", ref("ProductDetail"), { byId: true, params: [productId] }),
       },
-      "/products/{id}/styles": { get: read("Styles of a product", ref("Styles"), [productId]) },
-      "/products/{id}/related": { get: read("Related product ids", { type: "array", items: { type: "integer" } }, [productId]) },
+      "/products/{id}/styles": { get: read("getProductStyles", "Styles of a product", ref("Styles"), { byId: true, params: [productId] }) },
+      "/products/{id}/related": {
+        get: read("getRelatedProducts", "Related product ids", { type: "array", items: { type: "integer" } }, { byId: true, params: [productId] }),
+      },
       "/jobs/{id}": {
         get: {
+          operationId: "getJob",
           summary: "Status of an accepted write",
+          security: PUBLIC,
           parameters: [
-            { name: "id", in: "path", required: true, schema: { type: "string" } },
-            { name: "waitMs", in: "query", schema: { type: "integer", minimum: 0, maximum: 10_000 }, description: "hold the answer until the job finishes" },
-          ],
-          responses: { "200": json(ref("JobStatus")), "404": problem("Unknown job"), "503": problem("Status unavailable") },
-        },
-      },
-      "/healthz": {
-        get: { summary: "Liveness: 200 while the process lives", responses: { "200": json({ type: "object", properties: { status: { const: "ok" } } }, "alive") } },
-      },
-      "/readyz": {
-        get: {
-          summary: "Readiness: Redis and PostgreSQL answer and the process is not draining",
-          responses: {
-            "200": json({ type: "object", properties: { status: { const: "ready" }, draining: { type: "boolean" } }, additionalProperties: { enum: ["up", "down"] } }, "ready"),
-            "503": {
-              ...problem("Not ready: the problem's `checks` member says which dependency is `down`, `draining` whether the process is shutting down"),
-              headers: { "Retry-After": { schema: { type: "integer" } } },
+            jobId,
+            {
+              name: "waitMs",
+              in: "query",
+              schema: { type: "integer", minimum: 0, maximum: 10_000 },
+              description: "hold the answer until the job finishes or this many ms pass",
             },
+          ],
+          responses: {
+            "200": json(ref("JobStatus")),
+            "400": problem("A bad waitMs (not a whole number from 0 to 10000), or an id with bad percent-encoding"),
+            "404": problem("Unknown job"),
+            "503": problem("Status unavailable (Redis and PostgreSQL cannot answer), or the service is overloaded; see Retry-After", retryAfter),
+            ...PARSER_REFUSALS,
           },
         },
       },
-      "/metrics": {
-        get: { summary: "Prometheus metrics", responses: { "200": { description: "text exposition format", content: { "text/plain": { schema: { type: "string" } } } } } },
+      "/healthz": {
+        get: operational("getLiveness", "Liveness: 200 while the process lives", json({ type: "object", properties: { status: { const: "ok" } } }, "alive")),
       },
-      "/openapi.json": { get: { summary: "This document", responses: { "200": json({ type: "object" }, "OpenAPI 3.1") } } },
-      "/docs": { get: { summary: "A page to read this document (Swagger UI)", responses: { "200": { description: "HTML", content: { "text/html": { schema: { type: "string" } } } } } } },
+      "/readyz": {
+        get: operational(
+          "getReadiness",
+          "Readiness: Redis and PostgreSQL answer and the process is not draining",
+          json({ type: "object", properties: { status: { const: "ready" }, draining: { type: "boolean" } }, additionalProperties: { enum: ["up", "down"] } }, "ready"),
+          {
+            "503": problem(
+              "Not ready: the problem's `checks` member says which dependency is `down`, `draining` whether the process is shutting down",
+              retryAfter,
+            ),
+          },
+        ),
+      },
+      "/metrics": {
+        get: operational(
+          "getMetrics",
+          "Prometheus metrics (with API_PROCESSES > 1, the sum over every process)",
+          { description: "text exposition format", content: { "text/plain": { schema: { type: "string" } } } },
+          { "503": problem("With API_PROCESSES > 1: an API process did not report its metrics in time; see Retry-After", retryAfter) },
+        ),
+      },
+      "/openapi.json": { get: operational("getOpenApi", "This document", json({ type: "object" }, "OpenAPI 3.1"), { "503": shed() }) },
+      "/docs": { get: operational("getDocs", "A page to read this document (Swagger UI)", html("HTML"), { "503": shed() }) },
       "/admin/queues": {
         get: {
-          summary: "Bull Board over every queue, for operators",
-          description: "Served when ADMIN_USER and ADMIN_PASSWORD are set, behind HTTP Basic auth.",
+          ...operational("getQueueBoard", "Bull Board over every queue, for operators", html("HTML"), {
+            "401": problem("Credentials missing or wrong"),
+            "503": shed(),
+          }),
+          description: "Behind HTTP Basic auth (ADMIN_USER, ADMIN_PASSWORD).",
           security: [{ basic: [] }],
-          responses: { "200": { description: "HTML", content: { "text/html": { schema: { type: "string" } } } }, "401": problem("Credentials missing or wrong") },
         },
       },
     },

@@ -1,9 +1,6 @@
-import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { Ajv2020 } from "ajv/dist/2020.js";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ZRegistration } from "@ingest/jobs";
 import { request, startApi, testEnv, waitFor, type Api } from "../../../test/support/harness.js";
 import { freePort } from "../../../test/support/private-redis.js";
 
@@ -64,43 +61,6 @@ describe("operator surfaces", () => {
     for (const name of ["ingest_shed_requests_total", "ingest_rate_limited_requests_total", "ingest_cache_reads_total", "ingest_event_loop_delay_seconds", "nodejs_eventloop_lag_seconds", "process_resident_memory_bytes", "ingest_writes_accepted_total"]) {
       expect(r.text, name).toContain(`# TYPE ${name}`);
     }
-  });
-
-  it("serves an OpenAPI 3.1 document built from the validating schemas, and a page to read it", async () => {
-    const doc = await request(api.url, "GET", "/openapi.json");
-    expect(doc.status).toBe(200);
-    expect(doc.body.openapi).toBe("3.1.0");
-    expect(doc.body.components.schemas.Registration).toEqual(JSON.parse(JSON.stringify(ZRegistration)));
-    expect(Object.keys(doc.body.paths)).toEqual(expect.arrayContaining(["/registrations", "/products", "/products/{id}", "/jobs/{id}"]));
-    const page = await request(api.url, "GET", "/docs");
-    expect(page.status).toBe(200);
-    expect(page.text).toContain("swagger-ui-bundle.js");
-    expect((await request(api.url, "GET", "/docs/assets/swagger-ui-bundle.js")).status).toBe(200);
-  });
-
-  it("the OpenAPI document is valid OpenAPI 3.1 and describes the operational routes", async () => {
-    // The OpenAPI Initiative's own schema of 3.1 documents (spec.openapis.org/oas/3.1/schema/2022-10-07).
-    // Ajv resolves its "$dynamicRef": "#meta" to the document's root rather than to the one
-    // "$dynamicAnchor": "meta" ($defs/schema); with no other dialect they are the same $ref.
-    const text = readFileSync(new URL("./fixtures/openapi-3.1.schema.json", import.meta.url), "utf8");
-    const oas = JSON.parse(text.replaceAll('"$dynamicRef": "#meta"', '"$ref": "#/$defs/schema"')) as object;
-    const validate = new Ajv2020({ allErrors: true, strict: false, validateFormats: false }).compile(oas);
-    const doc = (await request(api.url, "GET", "/openapi.json")).body;
-    expect(validate(doc), JSON.stringify(validate.errors, null, 1)).toBe(true);
-    // What that schema leaves to the spec's prose: a Media Type Object has no description.
-    for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, any>>)) {
-      for (const [method, op] of Object.entries(item)) {
-        for (const [type, media] of Object.entries({ ...op.requestBody?.content })) {
-          expect(Object.keys(media as object), `${method} ${path} ${type}`).toEqual(["schema"]);
-        }
-      }
-    }
-    expect(doc.paths["/products/bulk"].post.requestBody.description).toBe("one BulkLine per line");
-    for (const path of ["/healthz", "/readyz", "/metrics", "/jobs/{id}", "/openapi.json", "/docs", "/admin/queues"]) {
-      expect(doc.paths[path]?.get?.summary, path).toEqual(expect.any(String));
-    }
-    expect(doc.paths["/readyz"].get.responses["503"].content["application/problem+json"]).toBeDefined();
-    expect(doc.components.schemas.Product.properties.slogan.anyOf[0].pattern).toBe("^[^\\u0000\\uD800-\\uDFFF]*$");
   });
 
   it("operational routes answer other methods with 405 and Allow: GET, HEAD, as problem+json", async () => {

@@ -72,7 +72,7 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
     let applied: { write: WriteEnvelope; result: unknown }[] = [];
     const onOutcome = (index: number, write: WriteEnvelope, outcome: Outcome) => {
       outcomes[index] = outcome;
-      deps.metrics.duration.observe({ queue, job: write.name, outcome: outcome.status }, (performance.now() - started) / 1_000);
+      deps.metrics.duration.observe({ queue, job_name: write.name, outcome: outcome.status }, (performance.now() - started) / 1_000);
       if (outcome.status === "completed") {
         changed = changed.concat(invalidatedBy(write, outcome.result));
         if (deps.afterApplied) applied.push({ write, result: outcome.result });
@@ -80,7 +80,7 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
       }
       // A spilled write's failure was counted and logged when it first failed.
       if (write.spilledFrom !== undefined) return;
-      deps.metrics.failures.inc({ queue, job: write.name, kind: "permanent" });
+      deps.metrics.failures.inc({ queue, job_name: write.name, kind: "permanent" });
       deps.log.warn({ jobId: write.id, jobName: write.name, requestId: write.requestId, code: outcome.code, reason: outcome.message }, "write failed permanently");
     };
     // Before the job reports completed: the next read after that must miss the cache.
@@ -99,7 +99,7 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
     } catch (err) {
       await afterChunk();
       const unfinished = envelopes.filter((_, k) => outcomes[k] === undefined);
-      for (const w of unfinished) deps.metrics.failures.inc({ queue, job: w.name, kind: "transient" });
+      for (const w of unfinished) deps.metrics.failures.inc({ queue, job_name: w.name, kind: "transient" });
       const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (!carrier || !last) {
         deps.log.warn({ err, jobId: job.id, writes: unfinished.length, attempt: job.attemptsMade + 1 }, "writes not applied, will retry");

@@ -38,10 +38,15 @@ export function carrierIdOf(writeId: string): string | undefined {
  */
 export const carrierJobId = (jobId: string) => carrierIdOf(jobId) ?? BULK_LINE_ID.exec(jobId)?.[1] ?? jobId;
 
-const JOB_ID = new RegExp(`^(?:${WRITE_PREFIXES}|${JOB_ID_PREFIX[BULK_QUEUE]})-${UUID}$`);
+/**
+ * The ids a client may ask for: a write in a carrier (`reg-<uuid>.<n>`), a single write
+ * job (`reg-<uuid>`), a bulk batch (`blk-<uuid>`). A string, for the OpenAPI document too.
+ */
+export const CLIENT_JOB_ID_PATTERN = `^(?:(?:${WRITE_PREFIXES})-${UUID}(?:\\.\\d{1,6})?|${JOB_ID_PREFIX[BULK_QUEUE]}-${UUID})$`;
+const CLIENT_JOB_ID = new RegExp(CLIENT_JOB_ID_PATTERN);
 
 /** Whether a client may ask for this id (a write, a single write job, a bulk batch). */
-export const isClientJobId = (id: string) => WRITE_ID.test(id) || JOB_ID.test(id);
+export const isClientJobId = (id: string) => CLIENT_JOB_ID.test(id);
 
 /** The write queue a write belongs to, by its id. */
 export function writeQueueOf(id: string): WriteQueueName | undefined {

@@ -157,7 +157,7 @@ export function createEmailProcessor(deps: EmailProcessorDeps) {
     // Only what an SMTP server took counts as sent.
     if (deps.mailer.kind === "smtp") deps.metrics.emailsSent.inc({ email: KIND }, sent);
     const outcome = forGood.length ? "failed" : retry.length ? "retry" : "completed";
-    deps.metrics.duration.observe({ queue: "emails", job: job.name, outcome }, (performance.now() - started) / 1_000);
+    deps.metrics.duration.observe({ queue: "emails", job_name: job.name, outcome }, (performance.now() - started) / 1_000);
     if (forGood.length) deps.metrics.emailFailures.inc({ email: KIND, kind: "final" }, forGood.length);
     if (retry.length) deps.metrics.emailFailures.inc({ email: KIND, kind: "transient" }, retry.length);
     const log = deps.log.child({ jobId: job.id, jobName: job.name, ...(single && emails[0]!.requestId ? { requestId: emails[0]!.requestId } : {}) });
