@@ -11,7 +11,7 @@ const JOB_STATES = ["waiting", "delayed", "prioritized", "active", "completed", 
 // Queue depth is read from Redis at scrape time; a slow Redis must not hang the scrape.
 const SCRAPE_TIMEOUT_MS = 1_000;
 const CACHE_RESULTS = ["HIT", "STALE", "MISS", "BYPASS"] as const;
-const SHED_REASONS = ["event_loop", "queue_full"] as const;
+const SHED_REASONS = ["event_loop", "queue_full", "redis_memory"] as const;
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -53,7 +53,7 @@ export function createMetrics(queues: Queues, opts: MetricsOptions = {}) {
   });
   const shed = new client.Counter({
     name: "ingest_shed_requests_total",
-    help: "Requests refused with 503 to protect the service (event_loop: lag over SHED_LAG_MS; queue_full: waiting jobs over QUEUE_HIGH_WATER)",
+    help: "Requests refused with 503 to protect the service (event_loop: lag over SHED_LAG_MS; queue_full: waiting jobs over QUEUE_HIGH_WATER; redis_memory: the queue Redis over QUEUE_MEMORY_HIGH_WATER_PCT of its maxmemory)",
     labelNames: ["reason"] as const,
     registers,
   });
