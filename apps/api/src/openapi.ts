@@ -44,8 +44,18 @@ const Styles = Type.Object({
       original_price: Type.String(),
       sale_price: Type.Union([Type.String(), Type.Null()]),
       "default?": Type.Boolean(),
-      photos: Type.Array(Type.Object({ thumbnail_url: Type.Union([Type.String(), Type.Null()]), url: Type.Union([Type.String(), Type.Null()]) })),
-      skus: Type.Record(Type.String(), Type.Object({ quantity: Type.Integer(), size: Type.String() })),
+      photos: Type.Array(Type.Object({ thumbnail_url: Type.Union([Type.String(), Type.Null()]), url: Type.Union([Type.String(), Type.Null()]) }), {
+        minItems: 1,
+        description: 'Never empty: a style without photos has one with null urls, `[{"thumbnail_url":null,"url":null}]`, as the original Product API answered.',
+      }),
+      skus: Type.Record(
+        Type.String(),
+        Type.Object({ quantity: Type.Union([Type.Integer(), Type.Null()]), size: Type.Union([Type.String(), Type.Null()]) }),
+        {
+          minProperties: 1,
+          description: 'By sku id. Never empty: a style without skus has one under the key "null", `{"null":{"quantity":null,"size":null}}`, as the original Product API answered.',
+        },
+      ),
     }),
   ),
 });
