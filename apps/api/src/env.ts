@@ -15,6 +15,7 @@ import {
 } from "@ingest/config";
 import { DEFAULT_CACHE_PREFIX } from "@ingest/catalog";
 import { DEFAULT_BULK_MAX_LINES, DEFAULT_PREFIX, hasHashTag } from "@ingest/jobs";
+import { corsOrigins } from "./middleware/cors.js";
 
 export function loadEnv(source: Record<string, string | undefined> = process.env) {
   return parseEnv(
@@ -72,6 +73,8 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       RATE_LIMIT_PER_MIN: int(6_000, { min: 0 }),
       SHED_LAG_MS: int(200, { min: 0 }),
       QUEUE_HIGH_WATER: int(1_000_000, { min: 0 }),
+      // Origins browsers may call from (comma list, or *); unset: no CORS headers at all.
+      CORS_ORIGINS: corsOrigins(),
       // Proxies in front of the API (a hop count), so req.ip is the client's address.
       TRUST_PROXY: int(0, { min: 0, max: 10 }),
       API_PROCESSES: int(1, { min: 0, max: 256 }),
