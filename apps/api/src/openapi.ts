@@ -113,7 +113,8 @@ export function openApiDocument(): object {
     info: {
       title: "ingest",
       version: "1.0.0",
-      description: "Writes are validated, stored as jobs and answered 202; GET /jobs/{id} follows them to PostgreSQL.",
+      description:
+        "Writes are validated, stored as jobs and answered 202; GET /jobs/{id} follows them to PostgreSQL. Browsers may call from the origins in CORS_ORIGINS: preflights are answered 204 before rate limits and auth, and every answer, errors included, exposes Location, ETag, X-Cache, Retry-After and X-Request-Id.",
     },
     components: {
       securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" }, basic: { type: "http", scheme: "basic" } },
