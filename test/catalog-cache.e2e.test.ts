@@ -1,13 +1,14 @@
+import { catalogKeys, createCacheConnection } from "@ingest/catalog";
 import { sql } from "drizzle-orm";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedCatalog } from "./support/catalog-fixtures.js";
-import { request, startApi, testEnv, waitFor, type Api } from "./support/harness.js";
+import { cachePrefixFor, request, startApi, testEnv, waitFor, type Api } from "./support/harness.js";
 import { createScratchDb, type ScratchDb } from "./support/scratch-db.js";
 
 // Stale-while-revalidate and single-flight, seen from outside (X-Cache) and counted
 // inside (statements the API sent to PostgreSQL).
-const { prefix } = testEnv("catalog-cache");
+const { prefix, redisUrl } = testEnv("catalog-cache");
 let scratch: ScratchDb;
 const apis: Api[] = [];
 
@@ -129,5 +130,41 @@ describe("single flight", () => {
     expect(r.body.map((p: { id: number }) => p.id)).toEqual([4, 5, 6]);
     expect((await get(a, "/products?page=2&count=4")).headers.get("x-cache")).toBe("MISS");
     expect(dbQueries(a) - before).toBe(2);
+  });
+});
+
+describe("an upgrade that changes what a read answers", () => {
+  it("entries cached in an earlier shape are never served; entries of the current shape are", async () => {
+    const queuePrefix = `${prefix.slice(0, -1)}-shape}`;
+    const cachePrefix = cachePrefixFor(queuePrefix);
+    const redis = createCacheConnection(redisUrl, { connectionName: "test-earlier-release" });
+    try {
+      await waitFor(() => redis.status === "ready", 5_000, "cache connection");
+      // What the release before wrote for product 1's styles: its version keys, and an
+      // entry (status, time, ETag, then the body) under its key layout, where a style
+      // without photos or skus had [] and {}.
+      const keys = catalogKeys(cachePrefix);
+      await redis.set(keys.globalVersion, "g1", "EX", 600);
+      await redis.set(keys.productVersion(1), "p1", "EX", 600);
+      const old = `{"product_id":"1","results":[{"style_id":3,"name":"Ocean Blue","photos":[],"skus":{}}]}`;
+      await redis.set(`${cachePrefix}:e:g1.p1:styles:1`, `200 ${Date.now()} "old-shape"\n${old}`, "EX", 600);
+      // A current entry planted the same way is served: the test plants where reads look.
+      const current = `{"product_id":"1","results":[]}`;
+      await redis.set(keys.entry({ kind: "related", id: 1 }, "g1.p1"), `200 ${Date.now()} "planted"\n${current}`, "EX", 600);
+
+      const a = await api({ CACHE_LOCAL_TTL_MS: "0" }, queuePrefix);
+      const planted = await get(a, "/products/1/related");
+      expect(planted.headers.get("x-cache")).toBe("HIT");
+      expect(planted.headers.get("etag")).toBe('"planted"');
+
+      const r = await get(a, "/products/1/styles");
+      expect(r.headers.get("x-cache")).toBe("MISS");
+      expect(r.headers.get("etag")).not.toBe('"old-shape"');
+      const ocean = r.body.results.find((style: { style_id: number }) => style.style_id === 3);
+      expect(ocean.photos).toEqual([{ thumbnail_url: null, url: null }]);
+      expect(ocean.skus).toEqual({ null: { quantity: null, size: null } });
+    } finally {
+      await redis.quit();
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { Ajv2020 } from "ajv/dist/2020.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedCatalog } from "./support/catalog-fixtures.js";
 import { request, startApi, testEnv, type Api } from "./support/harness.js";
@@ -100,9 +101,27 @@ describe("GET /products/:id/styles", () => {
           photos: [{ thumbnail_url: null, url: "https://img.example/3.jpg" }],
           skus: { "4": { quantity: 0, size: "XL" } },
         },
-        { style_id: 3, name: "Ocean Blue", original_price: "140.00", sale_price: null, "default?": false, photos: [], skus: {} },
+        {
+          style_id: 3,
+          name: "Ocean Blue",
+          original_price: "140.00",
+          sale_price: null,
+          "default?": false,
+          photos: [{ thumbnail_url: null, url: null }],
+          skus: { null: { quantity: null, size: null } },
+        },
       ],
     });
+  });
+
+  it("a style without photos or skus answers the original API's placeholders, byte for byte, so photos[0].url reads null", async () => {
+    const r = await get("/products/1/styles");
+    const ocean = r.body.results.find((s: { style_id: number }) => s.style_id === 3);
+    expect(ocean.photos[0].url).toBeNull();
+    expect(ocean.photos[0].thumbnail_url).toBeNull();
+    expect(Object.keys(ocean.skus)).toEqual(["null"]);
+    expect(r.text).toContain('"photos" : [{"thumbnail_url":null,"url":null}]');
+    expect(r.text).toContain('"skus" : {"null":{"quantity":null,"size":null}}');
   });
 
   it("a product without styles has an empty result list; an unknown product is 404", async () => {
@@ -192,5 +211,37 @@ describe("HTTP caching", () => {
     const r = await request(api.url, "POST", "/products/1/styles", { json: {} });
     expectProblem(r, 405);
     expect(r.headers.get("allow")).toBe("GET, HEAD");
+  });
+});
+
+describe("the OpenAPI document", () => {
+  it("describes the answers as they are: each read validates against its schema, placeholders included", async () => {
+    const doc = (await get("/openapi.json")).body;
+    const ajv = new Ajv2020({ allErrors: true, strict: false });
+    // Each 200 schema on its own, with the document's components beside it ($id-less:
+    // the request schemas carry theirs, which would clash once gathered).
+    const $defs = JSON.parse(JSON.stringify(doc.components.schemas, (k, v) => (k === "$id" ? undefined : v)));
+    const schemaOf = (path: string) => {
+      const schema = doc.paths[path].get.responses["200"].content["application/json"].schema;
+      return ajv.compile(JSON.parse(JSON.stringify({ ...schema, $defs }).replaceAll("#/components/schemas/", "#/$defs/")));
+    };
+    const answers: [string, string][] = [
+      ["/products/{id}/styles", "/products/1/styles"],
+      ["/products/{id}/styles", "/products/2/styles"],
+      ["/products/{id}", "/products/1"],
+      ["/products/{id}", "/products/2"],
+      ["/products", "/products?count=12"],
+      ["/products/{id}/related", "/products/1/related"],
+    ];
+    for (const [path, url] of answers) {
+      const validate = schemaOf(path);
+      const body = (await get(url)).body;
+      expect(validate(body), `${url}: ${JSON.stringify(validate.errors)}`).toBe(true);
+    }
+    // A style without photos or skus is not allowed to look empty.
+    const styles = doc.components.schemas.Styles.properties.results.items.properties;
+    expect(styles.photos.minItems).toBe(1);
+    expect(styles.skus.minProperties).toBe(1);
+    expect(schemaOf("/products/{id}/styles")({ product_id: "1", results: [{ style_id: 1, name: "x", original_price: "1.00", sale_price: null, "default?": true, photos: [], skus: {} }] })).toBe(false);
   });
 });

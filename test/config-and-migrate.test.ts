@@ -27,6 +27,7 @@ describe("configuration is validated once at start", () => {
     ["api", { NODE_ENV: "production", ADMIN_USER: "ops", ADMIN_PASSWORD: "x" }, "ADMIN_PASSWORD must be at least 8 characters"],
     ["api", { NODE_ENV: "production", ADMIN_USER: "ops", ADMIN_PASSWORD: "long-enough", JWT_SECRET: "" }, "JWT_SECRET is set but empty"],
     ["api", { SHED_LAG_MS: "-1" }, "SHED_LAG_MS"],
+    ["api", { CORS_ORIGINS: "https://shop.example/" }, "CORS_ORIGINS"],
     ["worker", { REDIS_URL: "not a url" }, "REDIS_URL"],
   ])("%s with a bad %j stops with a message naming the variable", (app, env, name) => {
     const res = start(app, env);

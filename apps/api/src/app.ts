@@ -35,6 +35,8 @@ export type AppDeps = {
   board: BoardConfig | undefined;
   trustProxy: number;
   catalog: CatalogReads;
+  /** Undefined when CORS_ORIGINS is unset: no CORS headers, no layer. */
+  cors?: RequestHandler | undefined;
 };
 
 /** The whole HTTP surface, without a port: tests drive it directly. */
@@ -45,8 +47,8 @@ export function createApp(deps: AppDeps): Express {
   app.set("query parser", "simple");
   app.set("trust proxy", deps.trustProxy);
 
-  // Request id, security headers, access log and metrics, load shedding: one layer.
-  app.use(edge({ log: deps.log, onDone: deps.metrics.observeRequest, isDraining: deps.health.isDraining, shed: deps.shedder }));
+  // Request id, security headers, access log and metrics, CORS, load shedding: one layer.
+  app.use(edge({ log: deps.log, onDone: deps.metrics.observeRequest, isDraining: deps.health.isDraining, shed: deps.shedder, cors: deps.cors }));
   // The hot path first: a write passes no other router on its way.
   app.use(
     writeRoutes(deps.producer, {

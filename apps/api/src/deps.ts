@@ -15,6 +15,7 @@ import { randomBytes } from "node:crypto";
 import type { BoardConfig } from "./admin/board.js";
 import { createMetrics } from "./metrics.js";
 import { createAuth } from "./middleware/auth.js";
+import { createCors } from "./middleware/cors.js";
 import { createQueueGuard } from "./middleware/queue-guard.js";
 import { createRateLimit } from "./middleware/rate-limit.js";
 import { createShedder } from "./middleware/shed.js";
@@ -90,6 +91,7 @@ export function createRuntime(env: Env, log: Logger): Runtime {
     board: boardConfig(env, log),
     trustProxy: env.TRUST_PROXY,
     catalog,
+    cors: env.CORS_ORIGINS ? createCors(env.CORS_ORIGINS) : undefined,
     health: {
       isDraining: () => draining,
       checks: {

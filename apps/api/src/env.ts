@@ -15,6 +15,7 @@ import {
 } from "@ingest/config";
 import { DEFAULT_CACHE_PREFIX } from "@ingest/catalog";
 import { DEFAULT_BULK_MAX_LINES, DEFAULT_PREFIX, hasHashTag } from "@ingest/jobs";
+import { corsOrigins } from "./middleware/cors.js";
 
 export function loadEnv(source: Record<string, string | undefined> = process.env) {
   return parseEnv(
@@ -75,6 +76,8 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // Writes get 503 once the queue Redis uses this share of its maxmemory (0: off), so
       // the workers, whose scripts a full Redis refuses, can still drain and free it.
       QUEUE_MEMORY_HIGH_WATER_PCT: int(80, { min: 0, max: 100 }),
+      // Origins browsers may call from (comma list, or *); unset: no CORS headers at all.
+      CORS_ORIGINS: corsOrigins(),
       // Proxies in front of the API (a hop count), so req.ip is the client's address.
       TRUST_PROXY: int(0, { min: 0, max: 10 }),
       API_PROCESSES: int(1, { min: 0, max: 256 }),

@@ -45,8 +45,18 @@ const Styles = Type.Object({
       original_price: Type.String(),
       sale_price: Type.Union([Type.String(), Type.Null()]),
       "default?": Type.Boolean(),
-      photos: Type.Array(Type.Object({ thumbnail_url: Type.Union([Type.String(), Type.Null()]), url: Type.Union([Type.String(), Type.Null()]) })),
-      skus: Type.Record(Type.String(), Type.Object({ quantity: Type.Integer(), size: Type.String() })),
+      photos: Type.Array(Type.Object({ thumbnail_url: Type.Union([Type.String(), Type.Null()]), url: Type.Union([Type.String(), Type.Null()]) }), {
+        minItems: 1,
+        description: 'Never empty: a style without photos has one with null urls, `[{"thumbnail_url":null,"url":null}]`, as the original Product API answered.',
+      }),
+      skus: Type.Record(
+        Type.String(),
+        Type.Object({ quantity: Type.Union([Type.Integer(), Type.Null()]), size: Type.Union([Type.String(), Type.Null()]) }),
+        {
+          minProperties: 1,
+          description: 'By sku id. Never empty: a style without skus has one under the key "null", `{"null":{"quantity":null,"size":null}}`, as the original Product API answered.',
+        },
+      ),
     }),
   ),
 });
@@ -88,7 +98,7 @@ export function openApiDocument(): object {
       title: "ingest",
       version: "1.0.0",
       description:
-        "Writes are validated, stored as jobs and answered 202; GET /jobs/{id} follows them to PostgreSQL. Every error is `application/problem+json`. A path answers a method it does not list with 405 and `Allow`.",
+        "Writes are validated, stored as jobs and answered 202; GET /jobs/{id} follows them to PostgreSQL. Every error is `application/problem+json`. A path answers a method it does not list with 405 and `Allow`. Browsers may call from the origins in CORS_ORIGINS: preflights are answered 204 before rate limits and auth, and every answer, errors included, exposes Location, ETag, X-Cache, Retry-After and X-Request-Id.",
     },
     servers: [{ url: "/", description: "the API that serves this document" }],
     components: {

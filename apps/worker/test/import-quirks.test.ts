@@ -236,6 +236,64 @@ describe("importing an export with every quirk", () => {
     expect(await db.query("SELECT count(*)::int AS n FROM products")).toEqual([{ n: 3 }]);
   });
 
+  it("a quote left open skips only its own line: the lines it swallowed are read on their own and every line is accounted for", async () => {
+    await truncate();
+    // 24 photos, quoted as the export quotes them; line 11 (photo 10) loses its closing
+    // quote, line 18 (photo 17) too, and the next quote in the file is three lines on.
+    const photo = (n: number) => `${n},1,"https://img.example/${n}.jpg","https://img.example/${n}-t.jpg"`;
+    const lines = Array.from({ length: 24 }, (_, i) => photo(i + 1));
+    lines[9] = `10,1,"https://img.example/10.jpg","https://img.example/10-t.jpg`;
+    lines[16] = `17,1,"https://img.example/17.jpg,https://img.example/17-t.jpg`;
+    lines[17] = "18,1,https://img.example/18.jpg,https://img.example/18-t.jpg";
+    lines[18] = "19,1,https://img.example/19.jpg,https://img.example/19-t.jpg";
+    const summary = await load(
+      await tmp.write({
+        "product.csv": LF(["id,name,slogan,description,category,default_price", "1,A,s,d,c,1"]),
+        "styles.csv": LF(["id,productId,name,sale_price,original_price,default_style", "1,1,S,null,1,1"]),
+        "photos.csv": CRLF(["id,styleId,url,thumbnail_url", ...lines]),
+      }),
+    );
+    const photos = summary.files.find((f) => f.file === "photos.csv")!;
+    expect(photos).toMatchObject({ status: "loaded", rows: 24, loaded: 22, skipped: 2 });
+    expect(photos.loaded + photos.skipped).toBe(lines.length);
+    expect(skips(summary)).toEqual(["photos.csv:11: unclosed quote (thumbnail_url)", "photos.csv:18: unclosed quote (url)"]);
+    const ids = (await db.query<{ id: number }>("SELECT id FROM photos ORDER BY id")).map((r) => r.id);
+    expect(ids).toEqual(Array.from({ length: 24 }, (_, i) => i + 1).filter((id) => id !== 10 && id !== 17));
+    expect(await db.query("SELECT url, thumbnail_url FROM photos WHERE id = 11")).toEqual([
+      { url: "https://img.example/11.jpg", thumbnail_url: "https://img.example/11-t.jpg" },
+    ]);
+    const text = formatSummary(summary);
+    expect(text).toContain("photos.csv:11: unclosed quote (thumbnail_url)");
+    expect(text).toMatch(/photos\.csv\s+24\s+22\s+22\s+0\s+0\s+2/);
+  });
+
+  it("a quote that never closes again skips its line and loads every line after it", async () => {
+    await truncate();
+    const summary = await load(
+      await tmp.write({
+        "product.csv": LF([
+          "id,name,slogan,description,category,default_price",
+          "1,A,s,d,c,1",
+          `2,"B,s,d,c,2`,
+          "3,C,s,d,c,3",
+          "4,D,s,d,c,4",
+          // A field that truly spans lines still makes one row.
+          `5,E,s,"one\ntwo",c,5`,
+          `6,F,s,d,c,"6`,
+        ]),
+      }),
+    );
+    const products = summary.files.find((f) => f.file === "product.csv")!;
+    expect(products).toMatchObject({ status: "loaded", rows: 6, loaded: 4, skipped: 2 });
+    expect(skips(summary)).toEqual(["product.csv:3: unclosed quote (name)", "product.csv:8: unclosed quote (default_price)"]);
+    expect(await db.query("SELECT id, name, description FROM products ORDER BY id")).toEqual([
+      { id: 1, name: "A", description: "d" },
+      { id: 3, name: "C", description: "d" },
+      { id: 4, name: "D", description: "d" },
+      { id: 5, name: "E", description: "one\ntwo" },
+    ]);
+  });
+
   it("refuses a folder that does not exist", async () => {
     await expect(load(`${tmp.path}/missing`)).rejects.toThrow(/is not a directory/);
   });

@@ -16,6 +16,12 @@ export function resourceKey(r: Resource): string {
   return r.kind === "list" ? `list:${r.page}:${r.count}` : `${r.kind}:${r.id}`;
 }
 
+// The shape of the cached answers. Bumped whenever what a read answers changes, so the
+// entries cached before are never served again (they expire on their own), and API
+// processes of two releases side by side during a deploy each read their own.
+// 2: a style without photos or skus answers the original API's placeholders.
+export const ENTRY_SHAPE = 2;
+
 /**
  * Key scheme. Every entry key carries the global catalog version and the version of
  * the data it was read from (the product's, or the list's), both read BEFORE the query:
@@ -32,7 +38,7 @@ export function catalogKeys(prefix: string) {
     versionOf(r: Resource): string {
       return r.kind === "list" ? this.listVersion : this.productVersion(r.id);
     },
-    entry: (r: Resource, versions: string) => `${prefix}:e:${versions}:${resourceKey(r)}`,
+    entry: (r: Resource, versions: string) => `${prefix}:e${ENTRY_SHAPE}:${versions}:${resourceKey(r)}`,
     lock: (entryKey: string) => `${entryKey}:lock`,
   };
 }

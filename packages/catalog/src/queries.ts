@@ -6,6 +6,11 @@ import type { Resource } from "./keys.js";
 // returns it as text: no N+1, no parse and re-serialise in Node, and the text is what
 // the ETag hashes. Child rows are reached through their product_id / style_id indexes.
 // Prices are numeric(12,2), so ::text gives "140.00"; a missing sale price stays null.
+// A style without photos or skus answers what the original Product API answered, a
+// placeholder with nulls: storefront clients read photos[0].url and the skus' first
+// entry without a guard, and an empty list or object blanks their product page.
+const NO_PHOTOS = `[{"thumbnail_url":null,"url":null}]`;
+const NO_SKUS = `{"null":{"quantity":null,"size":null}}`;
 
 const PRODUCT = (id: number) => sql`
   select json_build_object(
@@ -29,11 +34,11 @@ const STYLES = (id: number) => sql`
           'photos', coalesce(
             (select json_agg(json_build_object('thumbnail_url', ph.thumbnail_url, 'url', ph.url) order by ph.id)
                from photos ph where ph.style_id = s.id),
-            '[]'::json),
+            ${NO_PHOTOS}::json),
           'skus', coalesce(
             (select json_object_agg(k.id::text, json_build_object('quantity', k.quantity, 'size', k.size) order by k.id)
                from skus k where k.style_id = s.id),
-            '{}'::json)
+            ${NO_SKUS}::json)
         ) order by s.id)
         from styles s where s.product_id = p.id),
       '[]'::json)

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Request, RequestHandler, Response } from "express";
+import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { AppError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { securityHeaderSets } from "./security-headers.js";
@@ -21,23 +21,33 @@ export type EdgeDeps = {
   isDraining: () => boolean;
   /** Event-loop delay now, and the threshold above which requests are refused (0: never). */
   shed: { lagMs: number; delayMs: () => number; onShed: () => void };
+  /** CORS headers and preflights; undefined (no work at all) when CORS_ORIGINS is unset. */
+  cors?: RequestHandler | undefined;
 };
 
 /**
  * What every request goes through before any route, in one middleware: its request id
  * (the caller's X-Request-Id when sane, else a new one, echoed back), Connection: close
  * while draining, the security headers, one listener for the access log and the
- * metrics, and the load shedder, which refuses before any body is read. One layer
- * instead of six: each layer of Express's router is a visible share of the ≈ 4–8k
- * requests a second one process answers.
+ * metrics, CORS when configured, and the load shedder, which refuses before any body
+ * is read. One layer instead of seven: each layer of Express's router is a visible
+ * share of the ≈ 4–8k requests a second one process answers.
  *
  * The access log writes one line per request with the request id: successes at debug
  * (a busy API would drown its logs), client errors at info, server errors at error;
  * nothing is built for a line that is not written.
  */
 export function edge(deps: EdgeDeps): RequestHandler {
-  const { log, onDone, isDraining, shed } = deps;
+  const { log, onDone, isDraining, shed, cors } = deps;
   const headers = securityHeaderSets();
+  const shedOrPass = (path: string, next: NextFunction) => {
+    if (shed.lagMs > 0 && !SHED_EXEMPT.has(path) && shed.delayMs() > shed.lagMs) {
+      shed.onShed();
+      next(new AppError("overloaded", "The service is overloaded; retry shortly.", { retryAfterS: 1 }));
+      return;
+    }
+    next();
+  };
   return (req, res, next) => {
     const started = performance.now();
     const given = req.headers["x-request-id"];
@@ -60,11 +70,13 @@ export function edge(deps: EdgeDeps): RequestHandler {
         res.writableFinished ? "request completed" : "request aborted",
       );
     });
-    if (shed.lagMs > 0 && !SHED_EXEMPT.has(path) && shed.delayMs() > shed.lagMs) {
-      shed.onShed();
-      next(new AppError("overloaded", "The service is overloaded; retry shortly.", { retryAfterS: 1 }));
+    // CORS before shedding: every refusal from here on carries the headers a browser
+    // needs to read it, and a preflight is answered here, never shed, limited or
+    // authenticated. Not for Bull Board: operators use it from the API's own origin.
+    if (cors && !path.startsWith("/admin/")) {
+      cors(req, res, (err?: unknown) => (err ? next(err) : shedOrPass(path, next)));
       return;
     }
-    next();
+    shedOrPass(path, next);
   };
 }

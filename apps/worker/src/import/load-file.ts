@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { analyzeTable } from "./analyze-table.js";
 import { mergeFile } from "./merge-file.js";
 import { RejectLog, type RejectGroup } from "./rejects.js";
 import { stageFile, type ReadCounters } from "./stage-file.js";
@@ -21,6 +22,10 @@ export type FileResult = {
   /** Reading into the staging table; validating and merging (after waiting for parents). */
   readMs: number;
   mergeMs: number;
+  /** ANALYZE of the table after its rows were committed; analyzeError when it gave no statistics. */
+  analyzed: boolean;
+  analyzeMs: number;
+  analyzeError?: string;
 };
 
 export const emptyResult = (spec: TableSpec, status: FileResult["status"]): FileResult => ({
@@ -36,6 +41,8 @@ export const emptyResult = (spec: TableSpec, status: FileResult["status"]): File
   rejects: [],
   readMs: 0,
   mergeMs: 0,
+  analyzed: false,
+  analyzeMs: 0,
 });
 
 export type LoadHooks = {
@@ -50,7 +57,7 @@ export type LoadHooks = {
 /**
  * One file, atomically: its transaction stages every row, waits for the parents' files,
  * then merges and commits. Any failure rolls the whole file back and is reported in
- * the result; it never throws.
+ * the result; it never throws. Once committed, the table is analyzed.
  */
 export async function loadFile(
   client: pg.ClientBase,
@@ -74,6 +81,10 @@ export async function loadFile(
     started = performance.now();
     Object.assign(result, await mergeFile(client, spec, staged, rejects, opts));
     result.mergeMs = performance.now() - started;
+    const analyzed = await analyzeTable(client, spec);
+    result.analyzed = analyzed.ok;
+    result.analyzeMs = analyzed.ms;
+    if (!analyzed.ok) result.analyzeError = analyzed.error;
   } catch (err) {
     await client.query("ROLLBACK").catch(() => {});
     result.status = "failed";

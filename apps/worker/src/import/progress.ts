@@ -42,7 +42,8 @@ export function fileLine(r: FileResult): string {
   if (r.status === "failed") return `${r.file}: FAILED, nothing loaded: ${r.error}`;
   return (
     `${r.file}: ${formatCount(r.loaded)} rows loaded (${formatCount(r.inserted)} new, ${formatCount(r.updated)} updated, ` +
-    `${formatCount(r.unchanged)} unchanged), ${formatCount(r.skipped)} skipped; read ${formatDuration(r.readMs)}, merge ${formatDuration(r.mergeMs)}`
+    `${formatCount(r.unchanged)} unchanged), ${formatCount(r.skipped)} skipped; read ${formatDuration(r.readMs)}, merge ${formatDuration(r.mergeMs)}, ` +
+    (r.analyzed ? `analyze ${formatDuration(r.analyzeMs)}` : `NOT analyzed: ${r.analyzeError}`)
   );
 }
 

@@ -33,6 +33,7 @@ export function formatSummary(s: ImportSummary): string {
     }
   }
 
+  out.push(...statisticsLines(s));
   out.push(
     s.trustParents
       ? "parents: checked set-based under FOR KEY SHARE locks (foreign-key triggers skipped: superuser session)"
@@ -51,4 +52,20 @@ export function formatSummary(s: ImportSummary): string {
       `in ${formatDuration(s.ms)} (${formatCount(s.rowsPerSecond)} rows/s)`,
   );
   return out.join("\n");
+}
+
+/** Which tables were analyzed after loading; a table left without statistics is a warning. */
+function statisticsLines(s: ImportSummary): string[] {
+  const loaded = s.files.filter((f) => f.status === "loaded");
+  if (loaded.length === 0) return [];
+  const analyzed = loaded.filter((f) => f.analyzed);
+  const lines: string[] = [];
+  if (analyzed.length) {
+    const ms = analyzed.reduce((sum, f) => sum + f.analyzeMs, 0);
+    lines.push(`statistics: ANALYZE run on ${analyzed.map((f) => f.table).join(", ")} after loading (${formatDuration(ms)})`);
+  }
+  for (const f of loaded.filter((x) => !x.analyzed)) {
+    lines.push(`statistics: WARNING, ${f.table} not analyzed: ${f.analyzeError}; run ANALYZE ${f.table} before serving reads`);
+  }
+  return lines;
 }
