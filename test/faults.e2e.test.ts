@@ -129,7 +129,7 @@ describe("worker processes dying and stopping", () => {
     }
   });
 
-  it("a connection cut under a job (PostgreSQL restarting) is retried with backoff and applies once", async () => {
+  it("a connection cut under a job (PostgreSQL restarting) parks the job without spending a retry, and it applies once", async () => {
     const api = await startApi(prefix);
     const id = 810_003;
     const hold = await holdProduct(id);
@@ -143,7 +143,8 @@ describe("worker processes dying and stopping", () => {
         console.log(worker.output(), JSON.stringify((await request(api.url, "GET", `/jobs/${r.body.jobId}`)).body));
         throw e;
       });
-      expect(job).toMatchObject({ state: "completed", attempts: 2, result: { productId: id } });
+      expect(job).toMatchObject({ state: "completed", attempts: 1, result: { productId: id } });
+      expect(worker.output()).toContain("PostgreSQL unavailable; job parked");
       expect((await db.execute(sql`select name from products where id = ${id}`)).rows).toEqual([{ name: "retried" }]);
     } finally {
       await worker.stop();

@@ -49,7 +49,7 @@ export function createRuntime(env: Env, log: Logger): Runtime {
   });
   watchdog.watch(redis, { name: "queue", critical: true });
   const queues = createQueues(redis, env.QUEUE_PREFIX, throttled((err: Error, queue) => log.warn({ err: err.message, queue }, "queue error")));
-  const { db, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-api" });
+  const { db, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-api", statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS });
   const redisReady = () => redis.status === "ready";
   const jobs = createJobStatusReader(queues, db, redisReady);
   const producer = new Producer({

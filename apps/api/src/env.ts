@@ -47,6 +47,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       BULK_MAX_LINES: int(DEFAULT_BULK_MAX_LINES, { min: 1, max: 1_000_000 }),
       BULK_MAX_BYTES: int(20 * 1024 * 1024, { min: 1_024, max: 1024 * 1024 * 1024 }),
       DB_POOL_SIZE: int(10, { min: 1, max: 200 }),
+      // PostgreSQL ends a statement after this; a statement still unanswered 5 s later
+      // closes its connection (the server may be gone without closing it).
+      DB_STATEMENT_TIMEOUT_MS: int(30_000, { min: 1_000, max: 3_600_000 }),
       SHUTDOWN_TIMEOUT_MS: int(10_000, { min: 0, max: 600_000 }),
       // Catalog read cache: may be its own Redis (allkeys-lru); keys under CACHE_PREFIX.
       CACHE_REDIS_URL: url(["redis:", "rediss:"], source.REDIS_URL || DEFAULT_REDIS_URL),

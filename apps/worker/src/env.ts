@@ -33,6 +33,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // 0 means the per-queue default.
       WORKER_CONCURRENCY: int(0, { min: 0, max: 1_000 }),
       DB_POOL_SIZE: int(10, { min: 1, max: 200 }),
+      // PostgreSQL ends a statement after this; a statement still unanswered 5 s later
+      // closes its connection (the server may be gone without closing it).
+      DB_STATEMENT_TIMEOUT_MS: int(30_000, { min: 1_000, max: 3_600_000 }),
       // Writes of a carrier job applied together in one transaction (1: one by one).
       WORKER_BATCH_SIZE: int(100, { min: 1, max: 1_000 }),
       // The bulk lane (POST /products/bulk): batch jobs in flight per process (0: this

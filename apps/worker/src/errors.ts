@@ -42,3 +42,26 @@ export function invalidDataError(err: unknown): PermanentJobError | undefined {
   }
   return undefined;
 }
+
+// SQLSTATEs of a server that is going away or not the primary (yet): the statement never
+// ran or was rolled back with its transaction.
+const UNAVAILABLE_STATES = new Set(["57P01", "57P02", "57P03", "25006"]);
+const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"]);
+// pg and pg-pool say so in words: a pool that found no connection in time, a connection
+// that ended or went silent (the client closes it after `query_timeout`).
+const UNAVAILABLE_MESSAGES =
+  /^(timeout exceeded when trying to connect|Connection terminated|Query read timeout|Client has encountered a connection error|Client was closed)/;
+
+/**
+ * Whether an error says PostgreSQL could not be reached or went away (a restart, a
+ * failover, a cut or dead connection), not that something was wrong with the write.
+ * Drizzle wraps the driver's error: the cause chain is searched.
+ */
+export function databaseUnavailable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && (code.startsWith("08") || UNAVAILABLE_STATES.has(code) || UNAVAILABLE_CODES.has(code))) return true;
+    if (UNAVAILABLE_MESSAGES.test(e.message)) return true;
+  }
+  return false;
+}

@@ -59,7 +59,7 @@ if (env.REDIS_CLUSTER_NODES && !hasHashTag(env.QUEUE_PREFIX)) {
   console.error(`QUEUE_PREFIX must contain a {hash tag} on a Redis Cluster (REDIS_CLUSTER_NODES), got "${env.QUEUE_PREFIX}"`);
   process.exit(1);
 }
-const { db, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-worker", lockTimeoutMs: LOCK_TIMEOUT_MS, genericPlans: true });
+const { db, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-worker", lockTimeoutMs: LOCK_TIMEOUT_MS, genericPlans: true, statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS });
 const connection = createWorkerConnection({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_NODES });
 connection.on("error", throttled((err: Error) => log.error({ err }, "redis connection error")));
 // Before any Worker exists: each duplicates the connection for its blocking fetch.
@@ -142,7 +142,7 @@ upsertMaintenanceScheduler(queues[MAINTENANCE_QUEUE], env.MAINTENANCE_EVERY_MS |
 // email_sends to the emails queue, off the registrations' path.
 const mail = env.EMAIL_CONCURRENCY > 0 ? startEmailWorker(env.EMAIL_CONCURRENCY) : undefined;
 function startEmailWorker(concurrency: number) {
-  const mailDb = createDb(env.DATABASE_URL, { max: concurrency, applicationName: "ingest-worker-email", lockTimeoutMs: LOCK_TIMEOUT_MS });
+  const mailDb = createDb(env.DATABASE_URL, { max: concurrency, applicationName: "ingest-worker-email", lockTimeoutMs: LOCK_TIMEOUT_MS, statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS });
   const mailer = createMailer({ smtpUrl: env.SMTP_URL, from: env.MAIL_FROM, maxConnections: concurrency, nodeEnv: env.NODE_ENV }, log);
   const processor = createEmailProcessor({ db: mailDb.db, mailer, domain: domainOf(env.MAIL_FROM), log, metrics, queue: queues[EMAILS_QUEUE] });
   workers.push(laneWorker(EMAILS_QUEUE, processor, concurrency));

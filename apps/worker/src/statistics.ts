@@ -19,6 +19,8 @@ const ANALYZE_SHARE = 0.5;
 const VACUUM_SHARE = 0.2;
 // One process at a time does it (the others find the lock taken and skip).
 const LOCK_KEY = "ingest:table-maintenance";
+// VACUUM runs without a statement timeout; the client still gives up on a dead connection.
+const MAINTENANCE_TIMEOUT_MS = 3_600_000;
 
 export type Analyzer = { runOnce(): Promise<string[]>; start(): void; close(): Promise<void> };
 
@@ -50,8 +52,9 @@ export function createAnalyzer(db: Db, log: Logger, { intervalMs = 5_000, tables
         for (const { relname, analyze, vacuum } of due) {
           const table = `"${relname.replaceAll('"', '""')}"`;
           // VACUUM (ANALYZE) does both in one pass; neither blocks the writes.
-          if (vacuum) await client.query(`vacuum${analyze ? " (analyze)" : ""} ${table}`);
-          else await client.query(`analyze ${table}`);
+          const text = vacuum ? `vacuum${analyze ? " (analyze)" : ""} ${table}` : `analyze ${table}`;
+          // pg's per-statement query_timeout is missing from its QueryConfig type.
+          await client.query({ text, query_timeout: MAINTENANCE_TIMEOUT_MS } as { text: string });
           if (vacuum) done.push(`vacuum ${relname}`);
           if (analyze) done.push(`analyze ${relname}`);
         }

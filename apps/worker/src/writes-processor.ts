@@ -7,6 +7,7 @@ import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import type { CommitInvalidation } from "./catalog-invalidation.js";
 import type { Logger } from "./logger.js";
 import { observeBatch, type WorkerMetrics } from "./metrics.js";
+import { databaseUnavailable } from "./errors.js";
 import { runWrites, type RunDeps } from "./run-writes.js";
 import type { Outcome, WriteEnvelope } from "./write.js";
 
@@ -34,6 +35,8 @@ function spilledData(write: WriteEnvelope, carrierId: string): JobData {
 // A job whose edits still wait after the wait budget comes back after this, doubling.
 const PARK_FIRST_MS = 100;
 const PARK_MAX_MS = 5_000;
+// A job that found PostgreSQL unreachable comes back after this, doubling to PARK_MAX_MS.
+const UNAVAILABLE_FIRST_MS = 500;
 // How long a job's edits wait in the worker for their predecessors before it parks.
 const WAIT_BUDGET_MS = 1_000;
 
@@ -50,6 +53,14 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
     deps.queues[queue].addBulk(
       writes.map((w) => ({ name: w.name, data: spilledData(w, carrierId) as never, opts: { jobId: w.id, attempts: 1 } })),
     );
+
+  /** The job steps aside without spending an attempt, and comes back later (DelayedError). */
+  const park = async (job: Job, token: string | undefined, firstMs: number): Promise<never> => {
+    // Times this job stepped aside since its last failed attempt.
+    const parked = job.attemptsStarted - job.attemptsMade - 1;
+    await job.moveToDelayed(Date.now() + Math.min(firstMs * 2 ** Math.max(0, parked), PARK_MAX_MS), token);
+    throw new DelayedError();
+  };
 
   return async (job: Job, token?: string): Promise<WritesResult | unknown> => {
     const writes = writesOf(job);
@@ -99,6 +110,12 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
     } catch (err) {
       await afterChunk();
       const unfinished = envelopes.filter((_, k) => outcomes[k] === undefined);
+      if (databaseUnavailable(err)) {
+        // A restart, a failover or a dead connection is not the writes' fault: they wait
+        // for the database without using up their retries, however long it is away.
+        deps.log.warn({ err, jobId: job.id, writes: unfinished.length }, "PostgreSQL unavailable; job parked until it answers");
+        return park(job, token, UNAVAILABLE_FIRST_MS);
+      }
       for (const w of unfinished) deps.metrics.failures.inc({ queue, job_name: w.name, kind: "transient" });
       const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (!carrier || !last) {
@@ -115,11 +132,8 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
       // Earlier edits of their products are still pending: the job steps aside (spending
       // no attempt) so its slot can run them, and comes back for the waiting writes; the
       // writes it applied answer from the ledger then.
-      const parked = job.attemptsStarted - job.attemptsMade - 1;
-      const delayMs = Math.min(PARK_FIRST_MS * 2 ** Math.max(0, parked), PARK_MAX_MS);
-      deps.log.debug({ jobId: job.id, waiting: waiting.length, delayMs }, "writes wait for earlier edits; job parked");
-      await job.moveToDelayed(Date.now() + delayMs, token);
-      throw new DelayedError();
+      deps.log.debug({ jobId: job.id, waiting: waiting.length }, "writes wait for earlier edits; job parked");
+      return park(job, token, PARK_FIRST_MS);
     }
 
     if (!carrier) {

@@ -21,17 +21,59 @@ function sessionOptions(opts: { lockTimeoutMs?: number; genericPlans?: boolean }
   return settings.length ? { options: settings.join(" ") } : {};
 }
 
+/** How much longer than the server's statement timeout the client waits for any answer. */
+export const QUERY_TIMEOUT_MARGIN_MS = 5_000;
+const QUERY_TIMEOUT = "Query read timeout"; // pg's message when `query_timeout` elapses
+
+/**
+ * A client that closes its connection when a statement got no answer in time. pg's own
+ * `query_timeout` fails the statement but keeps the connection, whose next statements
+ * then queue behind the one that never ends: behind a peer that vanished without FIN or
+ * RST (a crashed host, a dropped NAT entry, a hung proxy), the pool would hand out dead
+ * clients for good. Closed, the client errors out and the pool replaces it.
+ */
+class GuardedClient extends pg.Client {
+  override query(...args: any[]): any {
+    const [config, values, callback] = args;
+    const close = (err: unknown) => {
+      if (err instanceof Error && err.message === QUERY_TIMEOUT) (this as any).connection?.stream?.destroy();
+    };
+    // Streams (COPY, cursors) are submittables with their own life: left alone.
+    if (typeof config?.submit === "function") return (super.query as any)(...args);
+    const cb = typeof values === "function" ? values : typeof callback === "function" ? callback : undefined;
+    if (cb) {
+      const wrapped = (err: unknown, res: unknown) => {
+        close(err);
+        cb(err, res);
+      };
+      return typeof values === "function" ? (super.query as any)(config, wrapped) : (super.query as any)(config, values, wrapped);
+    }
+    return ((super.query as any)(...args) as Promise<unknown>).catch((err: unknown) => {
+      close(err);
+      throw err;
+    });
+  }
+}
+
 export function createDb(
   url: string,
   opts: { max?: number; applicationName?: string; statementTimeoutMs?: number; lockTimeoutMs?: number; genericPlans?: boolean } = {},
 ): DbHandle {
+  const statementTimeoutMs = opts.statementTimeoutMs ?? 30_000;
   const pool = new pg.Pool({
+    Client: GuardedClient,
     connectionString: url,
     max: opts.max ?? 10,
     application_name: opts.applicationName ?? "ingest",
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
-    statement_timeout: opts.statementTimeoutMs ?? 30_000,
+    statement_timeout: statementTimeoutMs,
+    // The server ends a statement after statement_timeout; no answer a while after that
+    // means the connection is dead, whatever TCP says.
+    query_timeout: statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
+    // Idle connections to a host that is gone are noticed by the kernel's probes.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     ...sessionOptions(opts),
   });
   // A client losing its server (restart, pg_terminate_backend) emits "error": idle
