@@ -8,6 +8,7 @@ import {
   Producer,
   waitForReady,
   warnUnlessNoEviction,
+  usePayloadVersion,
 } from "@ingest/jobs";
 import { sql } from "drizzle-orm";
 import cluster from "node:cluster";
@@ -35,6 +36,8 @@ export type Runtime = {
 
 /** Connects everything the API needs; close() releases it in order, once. */
 export function createRuntime(env: Env, log: Logger): Runtime {
+  // Process-wide: the format of every job this process adds.
+  usePayloadVersion(env.PAYLOAD_VERSION);
   const redis = createProducerConnection({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_NODES }, { connectionName: "ingest-api" });
   redis.on("error", throttled((err: Error) => log.warn({ err: err.message }, "queue redis unavailable")));
   redis.on("ready", () => {

@@ -14,7 +14,7 @@ import {
   url,
 } from "@ingest/config";
 import { DEFAULT_CACHE_PREFIX } from "@ingest/catalog";
-import { DEFAULT_BULK_MAX_LINES, DEFAULT_PREFIX, hasHashTag } from "@ingest/jobs";
+import { DEFAULT_BULK_MAX_LINES, DEFAULT_PREFIX, hasHashTag, RELEASE_PAYLOAD_VERSION } from "@ingest/jobs";
 import { corsOrigins } from "./middleware/cors.js";
 
 export function loadEnv(source: Record<string, string | undefined> = process.env) {
@@ -47,6 +47,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       BULK_MAX_LINES: int(DEFAULT_BULK_MAX_LINES, { min: 1, max: 1_000_000 }),
       BULK_MAX_BYTES: int(20 * 1024 * 1024, { min: 1_024, max: 1024 * 1024 * 1024 }),
       DB_POOL_SIZE: int(10, { min: 1, max: 200 }),
+      // The job format this process writes and reads: for rehearsing a rolling deploy
+      // between releases; leave unset in production (the release's own).
+      PAYLOAD_VERSION: int(RELEASE_PAYLOAD_VERSION, { min: 1, max: 1_000 }),
       // PostgreSQL ends a statement after this; a statement still unanswered 5 s later
       // closes its connection (the server may be gone without closing it).
       DB_STATEMENT_TIMEOUT_MS: int(30_000, { min: 1_000, max: 3_600_000 }),

@@ -12,7 +12,7 @@ import {
   url,
 } from "@ingest/config";
 import { DEFAULT_CACHE_PREFIX } from "@ingest/catalog";
-import { DEFAULT_PREFIX } from "@ingest/jobs";
+import { DEFAULT_PREFIX, RELEASE_PAYLOAD_VERSION } from "@ingest/jobs";
 
 export function loadEnv(source: Record<string, string | undefined> = process.env) {
   return parseEnv(
@@ -33,6 +33,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // 0 means the per-queue default.
       WORKER_CONCURRENCY: int(0, { min: 0, max: 1_000 }),
       DB_POOL_SIZE: int(10, { min: 1, max: 200 }),
+      // The job format this process writes and reads: for rehearsing a rolling deploy
+      // between releases; leave unset in production (the release's own).
+      PAYLOAD_VERSION: int(RELEASE_PAYLOAD_VERSION, { min: 1, max: 1_000 }),
       // PostgreSQL ends a statement after this; a statement still unanswered 5 s later
       // closes its connection (the server may be gone without closing it).
       DB_STATEMENT_TIMEOUT_MS: int(30_000, { min: 1_000, max: 3_600_000 }),

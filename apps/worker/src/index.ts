@@ -12,6 +12,7 @@ import {
   MAINTENANCE_QUEUE,
   QUEUE_NAMES,
   upsertMaintenanceScheduler,
+  usePayloadVersion,
   warnUnlessNoEviction,
   WRITE_QUEUES,
   type QueueName,
@@ -32,6 +33,7 @@ import { createMaintenanceProcessor } from "./maintenance.js";
 import { createWorkerMetrics, serveWorkerMetrics } from "./metrics.js";
 import { createTurnSignal } from "./ordering.js";
 import { createAnalyzer } from "./statistics.js";
+import { versionGate } from "./version-gate.js";
 import { createWritesProcessor } from "./writes-processor.js";
 
 const env = (() => {
@@ -48,6 +50,7 @@ const env = (() => {
 const LOCK_TIMEOUT_MS = 10_000;
 
 const log = createLogger(env.LOG_LEVEL, env.NODE_ENV === "development" && process.stdout.isTTY);
+usePayloadVersion(env.PAYLOAD_VERSION);
 if (env.WORKER_NICE > 0) {
   try {
     setPriority(env.WORKER_NICE);
@@ -83,7 +86,7 @@ const catalog = createCommitInvalidation(createCatalogInvalidator({ redis: cache
 
 /** A worker of one lane (a write queue, bulk, emails): the same locks, stall tolerance and metrics for all. */
 function laneWorker<D>(name: QueueName, processor: Processor<D>, concurrency: number): Worker<D> {
-  const worker = new Worker<D>(name, processor, {
+  const worker = new Worker<D>(name, versionGate(name, processor, { log, metrics }), {
     connection,
     prefix: env.QUEUE_PREFIX,
     concurrency,
@@ -125,7 +128,7 @@ if (env.WORKER_BULK_CONCURRENCY > 0) {
   workers.push(laneWorker(BULK_QUEUE, processor, env.WORKER_BULK_CONCURRENCY));
 }
 
-const maintenance = new Worker(MAINTENANCE_QUEUE, createMaintenanceProcessor({ db, queues, log }), {
+const maintenance = new Worker(MAINTENANCE_QUEUE, versionGate(MAINTENANCE_QUEUE, createMaintenanceProcessor({ db, queues, log }), { log, metrics }), {
   connection,
   prefix: env.QUEUE_PREFIX,
   concurrency: 1,

@@ -1,6 +1,6 @@
 // A worker process's Prometheus metrics (its jobs, batches and emails), and the small
 // server for them and /healthz.
-import { JOBS, JOB_NAMES } from "@ingest/jobs";
+import { JOBS, JOB_NAMES, QUEUE_NAMES } from "@ingest/jobs";
 import { createServer, type Server } from "node:http";
 import client from "prom-client";
 import type { HealthAnswer } from "./health.js";
@@ -87,18 +87,25 @@ export function createWorkerMetrics() {
     labelNames: ["email", "kind"] as const,
     registers,
   });
+  const deferred = new client.Counter({
+    name: "ingest_jobs_deferred_total",
+    help: "Jobs this worker process left for another (reason newer_format: written by a newer release than it reads), by queue",
+    labelNames: ["queue", "reason"] as const,
+    registers,
+  });
   // Every label value an alert may watch exists from the start at 0, so increase() sees
   // the first failure (a series born at 1 has no increase).
   for (const job_name of JOB_NAMES) {
     for (const kind of ["transient", "permanent"]) failures.inc({ queue: JOBS[job_name].queue, job_name, kind }, 0);
   }
   for (const outcome of ["completed", "failed"]) bulkLines.inc({ outcome }, 0);
+  for (const queue of QUEUE_NAMES) deferred.inc({ queue, reason: "newer_format" }, 0);
   for (const email of EMAILS) {
     emailsSent.inc({ email }, 0);
     emailsDispatched.inc({ email }, 0);
     for (const kind of ["transient", "final"]) emailFailures.inc({ email, kind }, 0);
   }
-  return { registry, duration, failures, orderWaits, batchSize, carrierWrites, batchFallbacks, bulkLines, emailsSent, emailsDispatched, emailFailures };
+  return { registry, duration, failures, orderWaits, batchSize, carrierWrites, batchFallbacks, bulkLines, emailsSent, emailsDispatched, emailFailures, deferred };
 }
 
 /** One micro-batch applied: its size, and whether it fell back to one by one. */

@@ -196,6 +196,7 @@ describe("relaying the emails of committed registrations to the emails queue", (
     const job = await queues.emails.getJob(welcomeBatchJobId(ids));
     expect(job?.name).toBe(WELCOME_BATCH_JOB);
     expect(job?.data).toEqual({
+      v: 1,
       emails: [...one, ...two].map((a, i) => ({
         registrationId: ids[i],
         email: (a.write.payload as { registration: { email: string } }).registration.email,
@@ -275,6 +276,7 @@ describe("dispatching what the relay missed", () => {
     expect(await statusesOf(ids)).toEqual(["queued", "queued", "queued", "queued", "queued"]);
     const first = await queues.emails.getJob(welcomeBatchJobId(ids.slice(0, 2)));
     expect(first?.data).toEqual({
+      v: 1,
       emails: ids.slice(0, 2).map((registrationId, i) => ({ registrationId, email: expect.stringMatching(new RegExp(`^one-${i}-`)), name: `Name ${i}`, requestId: `req-one-${i}` })),
     });
     expect(first?.opts).toMatchObject({ attempts: 3, backoff: { type: "exponential", delay: 100 } });

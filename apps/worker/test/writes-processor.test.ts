@@ -3,7 +3,7 @@ import { closeQueues, createQueues, createWorkerConnection, WRITES_JOB, writeIdO
 import { Worker, type Job } from "bullmq";
 import { sql } from "drizzle-orm";
 import { randomUUID } from "node:crypto";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, inject, it } from "vitest";
 import { testEnv } from "../../../test/support/harness.js";
 import { freePort } from "../../../test/support/private-redis.js";
 import { createLogger } from "../src/logger.js";
@@ -99,7 +99,10 @@ describe("a carrier job", () => {
   });
 
   it("out of retries, every write not applied becomes a job of its own; before that the carrier retries", async () => {
-    const dead = createDb(`postgres://postgres@127.0.0.1:${await freePort()}/nowhere`, { max: 1 });
+    // A failure that is not the database being away (that parks the job instead): a database that does not exist.
+    const missing = new URL(inject("databaseUrl"));
+    missing.pathname = `/nowhere_${randomUUID().slice(0, 8)}`;
+    const dead = createDb(missing.toString(), { max: 1 });
     try {
       const process = createWritesProcessor("registrations", depsFor({ db: dead.db }));
       const tag = randomUUID().slice(0, 8);
@@ -150,6 +153,33 @@ describe("order across carriers", () => {
     await process(first.job);
     expect(await later).toEqual({ results: [{ state: "completed", result: { productId: 4_200 } }] });
     expect(await nameOf(4_200)).toBe("second");
+  });
+
+  it("a carrier that finds PostgreSQL unreachable steps aside into the delayed set, spending no attempt, however often", async () => {
+    const own = createQueues(connection, `${prefix.slice(0, -1)}-away}`, () => {});
+    const fetcher = new Worker("registrations", null, { connection, prefix: `${prefix.slice(0, -1)}-away}` });
+    const dead = createDb(`postgres://postgres@127.0.0.1:${await freePort()}/nowhere`, { max: 1 });
+    try {
+      const process = createWritesProcessor("registrations", depsFor({ db: dead.db, queues: own }));
+      const id = `reg-${randomUUID()}`;
+      const writes = [registration(`away-${randomUUID().slice(0, 8)}@example.com`)].map((d, n) => ({ ...d, id: writeIdOf(id, n) }) as Write);
+      await own.registrations.add(WRITES_JOB, { writes }, { jobId: id, attempts: 1 });
+      for (let round = 1; round <= 2; round++) {
+        const taken = (await fetcher.getNextJob(`token-${round}`))!;
+        expect(taken.id).toBe(id);
+        await expect(process(taken, `token-${round}`)).rejects.toMatchObject({ name: "DelayedError" });
+        expect(await own.registrations.getJobState(id)).toBe("delayed");
+        await (await own.registrations.getJob(id))!.promote();
+      }
+      const job = (await own.registrations.getJob(id))!;
+      // One attempt allowed, none spent: no write spilled as failed.
+      expect([job.attemptsMade, job.attemptsStarted]).toEqual([0, 2]);
+      expect(await own.registrations.getJob(writes[0]!.id)).toBeUndefined();
+    } finally {
+      await fetcher.close();
+      await dead.close();
+      await closeQueues(own);
+    }
   });
 
   it("a job whose edit still waits after the wait budget steps aside into the delayed set, spending no attempt, and applies when back", async () => {

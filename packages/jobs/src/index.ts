@@ -31,3 +31,4 @@ export {
 } from "./producer.js";
 export * from "./bulk.js";
 export * from "./writes.js";
+export { payloadVersion, RELEASE_PAYLOAD_VERSION, usePayloadVersion, versionOf } from "./version.js";

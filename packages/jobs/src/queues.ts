@@ -1,6 +1,7 @@
-import { Queue, type JobsOptions } from "bullmq";
+import { Queue, type Job, type JobsOptions } from "bullmq";
 import type { RedisClient } from "./connection.js";
 import { QUEUE_NAMES, type QueueName } from "./definitions.js";
+import { versioned } from "./version.js";
 
 // The hash tag keeps every key of the write path (queues, idempotency records,
 // sequences) in one Redis Cluster slot, so one Lua script may touch them together.
@@ -28,13 +29,24 @@ export const DEFAULT_JOB_OPTIONS: JobsOptions = {
 
 export type Queues = Record<QueueName, Queue>;
 
+/** A queue whose every added job carries the format version this process writes (version.ts). */
+class VersionedQueue extends Queue {
+  override add(name: string, data: unknown, opts?: JobsOptions): Promise<Job> {
+    return super.add(name, versioned(data), opts);
+  }
+
+  override addBulk(jobs: { name: string; data: unknown; opts?: Parameters<Queue["addBulk"]>[0][number]["opts"] }[]): Promise<Job[]> {
+    return super.addBulk(jobs.map((job) => ({ ...job, data: versioned(job.data) })));
+  }
+}
+
 export function createQueues(
   connection: RedisClient,
   prefix: string,
   onError: (err: Error, queue: QueueName) => void,
 ): Queues {
   const entries = QUEUE_NAMES.map((name) => {
-    const queue = new Queue(name, {
+    const queue = new VersionedQueue(name, {
       connection,
       prefix,
       defaultJobOptions: DEFAULT_JOB_OPTIONS,
