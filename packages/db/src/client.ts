@@ -71,6 +71,11 @@ export function createDb(
     // The server ends a statement after statement_timeout; no answer a while after that
     // means the connection is dead, whatever TCP says.
     query_timeout: statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
+    // The other side of it: a transaction whose client went silent (a partition, a hung
+    // proxy) would keep its locks — a product's edits wait on them — until the server's
+    // TCP keepalive noticed, hours later. The server ends it once it has sat idle as
+    // long as the client would have waited for an answer.
+    idle_in_transaction_session_timeout: statementTimeoutMs + QUERY_TIMEOUT_MARGIN_MS,
     // Idle connections to a host that is gone are noticed by the kernel's probes.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
