@@ -14,6 +14,8 @@ export type Shedder = {
   /** The delay sustained over STREAK ticks in a row after the warm-up: what sheds. */
   sustainedDelayMs: () => number;
   onShed: () => void;
+  /** True during the warm-up after start, when no delay counts. */
+  warmingUp: () => boolean;
   stop: () => void;
 };
 
@@ -47,6 +49,7 @@ export function createShedder(opts: { lagMs: number; onShed: () => void; warmupM
   }, TICK_MS);
   timer.unref();
   const delayMs = () => Math.max(raw.current, raw.previous, performance.now() - expected);
+  const warmingUp = () => performance.now() < warmUntil;
   const sustainedDelayMs = () => {
     const now = performance.now();
     if (now < warmUntil) return 0;
@@ -55,5 +58,5 @@ export function createShedder(opts: { lagMs: number; onShed: () => void; warmupM
     return Math.max(sustained.current, sustained.previous, inProgress);
   };
 
-  return { lagMs: opts.lagMs, delayMs, sustainedDelayMs, onShed: opts.onShed, stop: () => clearInterval(timer) };
+  return { lagMs: opts.lagMs, delayMs, sustainedDelayMs, onShed: opts.onShed, warmingUp, stop: () => clearInterval(timer) };
 }
