@@ -30,8 +30,6 @@ if (env.API_PROCESSES !== 1 && cluster.isPrimary) {
 function serve(): void {
   const runtime = createRuntime(env, log);
   const server = createApiServer(createApp(runtime.deps));
-  // Longer than a load balancer's idle timeout, so it never reuses a socket we closed.
-  server.keepAliveTimeout = 65_000;
 
   // A port that cannot be had is a start-up failure: one line naming it, exit 1.
   server.on("error", (err: NodeJS.ErrnoException) => {
