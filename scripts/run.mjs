@@ -73,7 +73,9 @@ const node = (script, env) => spawn(process.execPath, [join(ROOT, script)], { cw
 
 async function main(command) {
   try {
-    prepare({ root: ROOT });
+    // Under `npm test` it is done already: the tests' own `npm start`s must not rebuild
+    // apps/*/dist (turbo rewrites it even on a cache hit) while other tests start from it.
+    if (process.env.INGEST_PREPARED !== "1") prepare({ root: ROOT });
   } catch (err) {
     if (!(err instanceof PrepareError)) throw err;
     console.error(`> ${err.message}`);
@@ -150,7 +152,7 @@ async function main(command) {
         const vitest = spawnSync(join(ROOT, "node_modules", ".bin", "vitest"), ["run", ...process.argv.slice(3)], {
           cwd: ROOT,
           stdio: "inherit",
-          env,
+          env: { ...env, INGEST_PREPARED: "1" },
         });
         code = vitest.status ?? 1;
       }

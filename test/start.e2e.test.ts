@@ -17,7 +17,8 @@ async function impostor(port: number): Promise<Server> {
 function launch(args: string[], env: Record<string, string>) {
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, CACHE_PREFIX: cachePrefixFor(prefix), LOG_LEVEL: "warn", ...env },
+    // INGEST_PREPARED: under `npm test` the install and build are done (scripts/run.mjs).
+    env: { PATH: process.env.PATH, INGEST_PREPARED: process.env.INGEST_PREPARED ?? "", DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, CACHE_PREFIX: cachePrefixFor(prefix), LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
