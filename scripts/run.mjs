@@ -2,38 +2,17 @@
 // dependencies match the lockfile and the apps are built, so a fresh clone needs
 // nothing but `npm start` or `npm test`. Plain Node, no dependencies: it runs first.
 import { spawn, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { randomBytes, randomUUID } from "node:crypto";
+import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { prepare, PrepareError } from "./prepare.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const STAMP = join(ROOT, "node_modules", ".ingest-lock-hash");
-const NPM = process.platform === "win32" ? "npm.cmd" : "npm";
 
 function run(cmd, args, opts = {}) {
   const res = spawnSync(cmd, args, { cwd: ROOT, stdio: "inherit", ...opts });
   if (res.status !== 0) process.exit(res.status ?? 1);
-}
-
-function ensureInstalled() {
-  const lock = readFileSync(join(ROOT, "package-lock.json"));
-  const manifests = ["package.json", "apps/api/package.json", "apps/worker/package.json"]
-    .map((f) => readFileSync(join(ROOT, f)))
-    .concat(lock);
-  const hash = createHash("sha256").update(Buffer.concat(manifests)).digest("hex");
-  if (existsSync(STAMP) && readFileSync(STAMP, "utf8") === hash) return;
-  console.log("> installing dependencies from package-lock.json");
-  // `npm ci` rejects lockfiles written without other platforms' optional packages
-  // (npm/cli#4828); `npm install` honours the lock and fills them in.
-  run(NPM, ["install", "--no-audit", "--no-fund"]);
-  writeFileSync(STAMP, hash);
-}
-
-function build() {
-  run(join(ROOT, "node_modules", ".bin", "turbo"), ["run", "build", "--output-logs=errors-only"], {
-    env: { ...process.env, TURBO_TELEMETRY_DISABLED: "1", TURBO_NO_UPDATE_NOTIFIER: "1" },
-  });
 }
 
 async function services() {
@@ -77,23 +56,59 @@ function supervise(children, onExit) {
   }
 }
 
+/** Why `port` cannot be listened on (one line naming its variable), or undefined when it can. */
+function cannotListen(port, host, variable) {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", (err) =>
+      resolve(err.code === "EADDRINUSE"
+        ? `port ${port} is already in use: stop what listens there, or set ${variable} to a free port`
+        : `cannot listen on port ${port} (${variable}): ${err.message}`),
+    );
+    probe.listen(port, host, () => probe.close(() => resolve(undefined)));
+  });
+}
+
 const node = (script, env) => spawn(process.execPath, [join(ROOT, script)], { cwd: ROOT, stdio: "inherit", env });
 
 async function main(command) {
-  ensureInstalled();
-  build();
+  try {
+    // Under `npm test` it is done already: the tests' own `npm start`s must not rebuild
+    // apps/*/dist (turbo rewrites it even on a cache hit) while other tests start from it.
+    if (process.env.INGEST_PREPARED !== "1") prepare({ root: ROOT });
+  } catch (err) {
+    if (!(err instanceof PrepareError)) throw err;
+    console.error(`> ${err.message}`);
+    process.exit(1);
+  }
   switch (command) {
     case "start": {
+      const workers = Number(process.env.WORKERS ?? 2);
+      const port = Number(process.env.PORT || 3000);
+      // Each worker serves /metrics and /healthz on its own port, from 9101 up.
+      const metricsBase = Number(process.env.WORKER_METRICS_PORT || 9101);
+      const listenHost = process.env.HOST || "0.0.0.0";
+      const ports = [[port, "PORT"], ...Array.from({ length: workers }, (_, i) => [metricsBase + i, "WORKER_METRICS_PORT"])];
+      for (const [p, variable] of ports) {
+        const problem = await cannotListen(p, listenHost, variable);
+        if (problem) {
+          console.error(`> ${problem}${variable === "WORKER_METRICS_PORT" && workers > 1 ? ` (the ${workers} workers use ${metricsBase}-${metricsBase + workers - 1})` : ""}`);
+          process.exit(1);
+        }
+      }
       const svc = await services();
-      const env = { ...process.env, ...svc.env };
+      // The API echoes INSTANCE_ID on /healthz: the banner waits for this start's API, not
+      // for whatever else answers on the port. Bull Board gets a login made for this start
+      // unless one is configured (production requires one: the API says so).
+      const login = !process.env.ADMIN_USER && !process.env.ADMIN_PASSWORD && process.env.NODE_ENV !== "production"
+        ? { ADMIN_USER: "admin", ADMIN_PASSWORD: randomBytes(12).toString("base64url") }
+        : {};
+      const instance = randomUUID();
+      const env = { ...process.env, ...svc.env, ...login, INSTANCE_ID: instance };
       for (const line of svc.describe) console.log(`> ${line}`);
       run(process.execPath, ["apps/worker/dist/migrate.js"], { env });
-      const workers = Number(process.env.WORKERS ?? 2);
-      const port = env.PORT ?? "3000";
       const children = [node("apps/api/dist/index.js", env)];
-      // Each worker serves /metrics and /healthz on its own port, from 9101 up. On one
-      // machine the workers yield the CPU to the API: applying can wait, an answer cannot.
-      const metricsBase = Number(env.WORKER_METRICS_PORT || 9101);
+      // On one machine the workers yield the CPU to the API: applying can wait, an answer cannot.
       for (let i = 0; i < workers; i++) {
         children.push(node("apps/worker/dist/index.js", { WORKER_NICE: "10", ...env, WORKER_METRICS_PORT: String(metricsBase + i) }));
       }
@@ -103,18 +118,25 @@ async function main(command) {
         await svc.stop();
         process.exit(code);
       });
-      // Where to look, once the API answers (a process that fails at start says why instead).
+      // Where to look, once our API answers (a process that fails at start says why instead).
       console.log(`> starting the API and ${workers} worker process(es)…`);
-      const host = env.HOST && !["0.0.0.0", "::"].includes(env.HOST) ? env.HOST : "127.0.0.1";
+      const host = !["0.0.0.0", "::"].includes(listenHost) ? listenHost : "127.0.0.1";
+      const ours = () =>
+        fetch(`http://${host}:${port}/healthz`).then(
+          (r) => (r.ok ? r.json().then((body) => body?.instance === instance, () => false) : false),
+          () => false,
+        );
       const started = Date.now();
-      while (!stopped && Date.now() - started < 60_000) {
-        const up = await fetch(`http://${host}:${port}/healthz`).then((r) => r.ok, () => false);
-        if (up) break;
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      let up = false;
+      while (!stopped && !(up = await ours()) && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 200));
       if (stopped) return;
+      if (!up) {
+        console.error(`> the API has not answered on http://${host}:${port}/healthz within 60 s; its log above says why`);
+        return;
+      }
+      const board = login.ADMIN_PASSWORD ? `user admin, password ${login.ADMIN_PASSWORD} (made for this start; set ADMIN_USER/ADMIN_PASSWORD to choose)` : "ADMIN_USER/ADMIN_PASSWORD";
       console.log(`> API:        http://localhost:${port}`);
-      console.log(`> Bull Board: http://localhost:${port}/admin/queues (ADMIN_USER/ADMIN_PASSWORD)`);
+      console.log(`> Bull Board: http://localhost:${port}/admin/queues (${board})`);
       console.log(`> API docs:   http://localhost:${port}/docs`);
       console.log(`> Metrics:    http://localhost:${port}/metrics, workers on :${metricsBase}-${metricsBase + workers - 1}`);
       console.log(`> Job status: http://localhost:${port}/jobs/<jobId>`);
@@ -130,7 +152,7 @@ async function main(command) {
         const vitest = spawnSync(join(ROOT, "node_modules", ".bin", "vitest"), ["run", ...process.argv.slice(3)], {
           cwd: ROOT,
           stdio: "inherit",
-          env,
+          env: { ...env, INGEST_PREPARED: "1" },
         });
         code = vitest.status ?? 1;
       }

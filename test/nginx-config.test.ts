@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
+import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,6 +10,7 @@ import { loadEnv as loadApiEnv } from "../apps/api/src/env.js";
 import { ROOT, spawnApi, testEnv, waitFor, type ApiProcess } from "./support/harness.js";
 import { findNginx } from "./support/nginx.js";
 import { freePort } from "./support/private-redis.js";
+import { rawHttp } from "./support/raw-http.js";
 
 const CONF = readFileSync(join(ROOT, "deploy/nginx/nginx.conf"), "utf8");
 const COMPOSE = parseYaml(readFileSync(join(ROOT, "docker-compose.yml"), "utf8"), { merge: true }) as {
@@ -34,7 +36,7 @@ function block(text: string, head: string): string {
  * and temp paths by a scratch directory. Each replacement must match exactly once, so
  * a changed config cannot leave the test checking something else.
  */
-function testCopy(dir: string, listenPort: number, upstreamPorts: number[]): string {
+function testCopy(dir: string, listenPort: number, upstreamPorts: number[], tweaks: Array<[RegExp, string]> = []): string {
   const replace = (text: string, pattern: RegExp, by: (...groups: string[]) => string): string => {
     const count = text.match(new RegExp(pattern.source, `${pattern.flags}g`))?.length ?? 0;
     if (count !== 1) throw new Error(`expected one match of ${pattern} in nginx.conf, found ${count}`);
@@ -45,6 +47,7 @@ function testCopy(dir: string, listenPort: number, upstreamPorts: number[]): str
   conf = replace(conf, /^(\s*)listen 80;$/m, (_, indent) => `${indent}listen 127.0.0.1:${listenPort};`);
   conf = replace(conf, /^error_log \S+/m, () => `error_log ${dir}/error.log`);
   conf = replace(conf, /^(\s*)access_log \/var\S+/m, (_, indent) => `${indent}access_log ${dir}/access.log`);
+  for (const [pattern, by] of tweaks) conf = replace(conf, pattern, () => by);
   conf = replace(conf, /^http \{$/m, () =>
     ["http {", ...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((t) => `    ${t}_temp_path ${dir}/${t};`)].join("\n"),
   );
@@ -68,6 +71,17 @@ describe("deploy/nginx/nginx.conf as written", () => {
     expect(server).toMatch(/proxy_connect_timeout \d+s;/);
     expect(server).toMatch(/proxy_read_timeout \d+s;/);
     expect(block(CONF, "location = /nginx-health")).toMatch(/return 200/);
+  });
+
+  it("answers its own errors as problem+json, leaving the API's answers alone", () => {
+    const server = block(CONF, "server");
+    for (const status of [400, 404, 413, 414, 494, 500, 502, 504]) expect(server).toMatch(new RegExp(`^\\s*error_page ${status} (=\\d+ )?/\\S+;$`, "m"));
+    expect(server).not.toMatch(/proxy_intercept_errors on/);
+    for (const [, uri] of server.matchAll(/error_page \d+ (?:=\d+ )?(\S+);/g)) {
+      const location = block(server, `location = ${uri}`);
+      expect(location).toMatch(/^\s*internal;$/m);
+      expect(location).toMatch(/default_type application\/problem\+json;/);
+    }
   });
 
   it("accepts bodies up to BULK_MAX_BYTES and streams /products/bulk unbuffered", () => {
@@ -124,9 +138,38 @@ function establishedTo(ports: number[]): number {
     .filter((f) => f.length > 3 && f[3] === "01" && hex.has(f[2]!.split(":")[1]!)).length;
 }
 
+/** nginx from `conf`, until it answers its own health check. */
+async function startNginx(dir: string, conf: string): Promise<ChildProcess> {
+  const confPath = join(dir, "nginx.conf");
+  writeFileSync(confPath, conf);
+  const child = spawn(NGINX!, ["-p", dir, "-c", confPath, "-e", join(dir, "error.log"), "-g", `daemon off; pid ${dir}/nginx.pid;`], { stdio: "ignore" });
+  const port = Number(/listen 127\.0\.0\.1:(\d+);/.exec(conf)![1]);
+  await waitFor(async () => (await call(port, "GET", "/nginx-health").catch(() => undefined))?.status === 200, 10_000, "nginx to listen");
+  return child;
+}
+
+async function stopNginx(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGQUIT");
+  const stuck = setTimeout(() => child.kill("SIGKILL"), 5_000);
+  await exited;
+  clearTimeout(stuck);
+}
+
+function scratchDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "nginx-test-"));
+  chmodSync(dir, 0o755); // nginx's workers run as an unprivileged user when the test runs as root
+  for (const t of ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]) {
+    mkdirSync(join(dir, t));
+    chmodSync(join(dir, t), 0o777);
+  }
+  return dir;
+}
+
 describe.skipIf(!NGINX)("nginx in front of two API processes", () => {
   const { prefix } = testEnv("nginx");
-  const dir = mkdtempSync(join(tmpdir(), "nginx-test-"));
+  const dir = scratchDir();
   const apis: ApiProcess[] = [];
   let apiPorts: number[] = [];
   let port = 0;
@@ -136,12 +179,6 @@ describe.skipIf(!NGINX)("nginx in front of two API processes", () => {
   beforeAll(async () => {
     apiPorts = [await freePort(), await freePort()];
     port = await freePort();
-    // nginx's workers run as an unprivileged user when the test runs as root.
-    chmodSync(dir, 0o755);
-    for (const t of ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]) {
-      mkdirSync(join(dir, t));
-      chmodSync(join(dir, t), 0o777);
-    }
     confPath = join(dir, "nginx.conf");
     writeFileSync(confPath, testCopy(dir, port, apiPorts));
     // Three writes a minute per client: enough to tell clients apart by address.
@@ -149,13 +186,7 @@ describe.skipIf(!NGINX)("nginx in front of two API processes", () => {
   }, 120_000);
 
   afterAll(async () => {
-    if (nginx && nginx.exitCode === null) {
-      const exited = new Promise((r) => nginx!.once("exit", r));
-      nginx.kill("SIGQUIT");
-      const stuck = setTimeout(() => nginx?.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(stuck);
-    }
+    await stopNginx(nginx);
     await Promise.all(apis.map((a) => a.stop()));
     rmSync(dir, { recursive: true, force: true });
   });
@@ -176,8 +207,7 @@ describe.skipIf(!NGINX)("nginx in front of two API processes", () => {
   });
 
   it("balances requests over both replicas, keeps connections to them open, and passes X-Request-Id through", async () => {
-    nginx = spawn(NGINX!, ["-p", dir, "-c", confPath, "-e", join(dir, "error.log"), "-g", `daemon off; pid ${dir}/nginx.pid;`], { stdio: "ignore" });
-    await waitFor(async () => (await call(port, "GET", "/nginx-health").catch(() => undefined))?.status === 200, 10_000, "nginx to listen");
+    nginx = await startNginx(dir, readFileSync(confPath, "utf8"));
 
     for (let i = 0; i < 20; i++) {
       const r = await call(port, "GET", "/healthz", { headers: { "X-Request-Id": `lb-${i}` } });
@@ -225,5 +255,72 @@ describe.skipIf(!NGINX)("nginx in front of two API processes", () => {
   it("a replica that stops is passed over: requests keep succeeding on the other", async () => {
     await apis[1]!.stop();
     for (let i = 0; i < 10; i++) expect((await call(port, "GET", "/healthz")).status).toBe(200);
+  });
+});
+
+const expectProblem = (r: { status: number; headers: Record<string, string | string[] | undefined>; body: string }, status: number) => {
+  expect(r.status, r.body).toBe(status);
+  expect(r.headers["content-type"]).toBe("application/problem+json");
+  expect(JSON.parse(r.body)).toMatchObject({ type: expect.stringMatching(/^\/problems\//), title: expect.any(String), status, detail: expect.any(String) });
+};
+
+describe.skipIf(!NGINX)("nginx's own errors, with an API replica that hangs and then is gone", () => {
+  const dir = scratchDir();
+  let port = 0;
+  let nginx: ChildProcess | undefined;
+  // Takes connections and never answers, like a replica stuck in a long pause.
+  const held = new Set<Socket>();
+  const silent = createNetServer((socket) => held.add(socket));
+
+  beforeAll(async () => {
+    port = await freePort();
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const upstream = (silent.address() as AddressInfo).port;
+    // A read timeout of 1 s instead of 30 s, so the test sees the gateway time out.
+    nginx = await startNginx(dir, testCopy(dir, port, [upstream], [[/^(\s*)proxy_read_timeout 30s;$/m, "        proxy_read_timeout 1s;"]]));
+  }, 30_000);
+
+  afterAll(async () => {
+    await stopNginx(nginx);
+    for (const socket of held) socket.destroy();
+    silent.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("a body over client_max_body_size: 413 problem+json before any upstream is asked", async () => {
+    const r = await rawHttp(`http://127.0.0.1:${port}`, "POST /registrations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 30000000\r\n\r\n{");
+    expectProblem({ ...r, body: r.text }, 413);
+  });
+
+  it("headers over nginx's buffers: 400 problem+json", async () => {
+    const r = await call(port, "GET", "/products/1", { headers: { "x-filler": "a".repeat(16 * 1024) } });
+    expectProblem(r, 400);
+    expect(JSON.parse(r.body).type).toBe("/problems/headers-too-large");
+  });
+
+  it("a request line nginx cannot parse: 400 problem+json", async () => {
+    const r = await rawHttp(`http://127.0.0.1:${port}`, "GET /products 1 2 3\r\nHost: x\r\n\r\n");
+    expectProblem({ ...r, body: r.text }, 400);
+    expect(JSON.parse(r.text).type).toBe("/problems/bad-request");
+  });
+
+  it("its error pages are not reachable from outside", async () => {
+    const r = await call(port, "GET", "/.nginx-errors/bad-gateway");
+    expectProblem(r, 404);
+  });
+
+  it("a replica that does not answer in time: 504 problem+json with Retry-After", async () => {
+    const r = await call(port, "GET", "/products/1");
+    expectProblem(r, 504);
+    expect(r.headers["retry-after"]).toBe("2");
+  });
+
+  it("no replica to connect to: 502 problem+json with Retry-After", async () => {
+    const closed = new Promise<void>((resolve) => silent.close(() => resolve()));
+    for (const socket of held) socket.destroy();
+    await closed;
+    const r = await call(port, "POST", "/registrations", { headers: { "content-type": "application/json" }, body: "{}" });
+    expectProblem(r, 502);
+    expect(r.headers["retry-after"]).toBe("2");
   });
 });

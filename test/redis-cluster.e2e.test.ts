@@ -263,7 +263,11 @@ describe("on a Redis Cluster", () => {
       return accepted.every((r) => applied.has(`${marker}-hung-${r.i}`));
     }, 40_000, "every accepted write to be applied");
     const applied = await count();
-    expect(applied.filter((r) => r.n !== 1)).toEqual([]);
+    const doubled = applied.filter((r) => r.n !== 1).map((r) => {
+      const reply = replies.find((x) => r.name === `${marker}-hung-${x.i}`);
+      return { ...r, reply: reply ? { status: reply.status, jobId: reply.jobId, atMs: Math.round(reply.at - frozenAt) } : "the keyed write after" };
+    });
+    expect(doubled).toEqual([]);
     const appliedNames = new Set(applied.map((r) => r.name));
     const lastRefused = refused.length ? Math.max(...refused.map((r) => r.at)) : 0;
     const recovered = accepted.find((r) => r.at > lastRefused)?.at;

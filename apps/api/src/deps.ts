@@ -96,6 +96,7 @@ export function createRuntime(env: Env, log: Logger): Runtime {
     catalog,
     cors: env.CORS_ORIGINS ? createCors(env.CORS_ORIGINS) : undefined,
     health: {
+      instance: env.INSTANCE_ID,
       isDraining: () => draining,
       checks: {
         redis: async () => {

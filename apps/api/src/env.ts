@@ -87,6 +87,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // Proxies in front of the API (a hop count), so req.ip is the client's address.
       TRUST_PROXY: int(0, { min: 0, max: 10 }),
       API_PROCESSES: int(1, { min: 0, max: 256 }),
+      // Echoed by GET /healthz, so a supervisor can tell its own API from another
+      // process answering on the port (`npm start` sets one per start).
+      INSTANCE_ID: optionalStr(),
     },
     source,
   );

@@ -1,5 +1,5 @@
 import cluster from "node:cluster";
-import { CLOSE_GRACE_MS, exitOnStopSignals } from "@ingest/config";
+import { CLOSE_GRACE_MS, exitOnStopSignals, listenFailure } from "@ingest/config";
 import { createApp } from "./app.js";
 import { runPrimary } from "./cluster.js";
 import { createRuntime } from "./deps.js";
@@ -30,9 +30,13 @@ if (env.API_PROCESSES !== 1 && cluster.isPrimary) {
 function serve(): void {
   const runtime = createRuntime(env, log);
   const server = createApiServer(createApp(runtime.deps));
-  // Longer than a load balancer's idle timeout, so it never reuses a socket we closed.
-  server.keepAliveTimeout = 65_000;
 
+  // A port that cannot be had is a start-up failure: one line naming it, exit 1.
+  server.on("error", (err: NodeJS.ErrnoException) => {
+    if (server.listening) return void log.error({ err }, "server error");
+    console.error(listenFailure(err, env.PORT, "PORT"));
+    process.exit(1);
+  });
   server.listen(env.PORT, env.HOST, () => {
     const addr = server.address();
     const port = typeof addr === "object" && addr ? addr.port : env.PORT;

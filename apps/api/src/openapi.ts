@@ -185,7 +185,7 @@ export function openApiDocument(): object {
         },
       },
       "/healthz": {
-        get: operational("getLiveness", "Liveness: 200 while the process lives", json({ type: "object", properties: { status: { const: "ok" } } }, "alive")),
+        get: operational("getLiveness", "Liveness: 200 while the process lives", json({ type: "object", properties: { status: { const: "ok" }, instance: { type: "string", description: "INSTANCE_ID, when set" } } }, "alive")),
       },
       "/readyz": {
         get: operational(

@@ -6,6 +6,9 @@ import { AppError, problemOf } from "./errors.js";
 export function createApiServer(app: RequestListener): Server {
   const server = createServer(app);
   server.on("clientError", answerClientError);
+  // Longer than a load balancer's (or a client's) idle timeout, so it never reuses a
+  // socket we closed: a POST sent on one as it closes fails with ECONNRESET.
+  server.keepAliveTimeout = 65_000;
   return server;
 }
 

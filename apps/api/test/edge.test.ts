@@ -27,7 +27,7 @@ async function serve(opts: { lagMs?: number; delayMs?: number; draining?: boolea
       log,
       onDone: (req, res, seconds) => done.push({ route: req.route ? String(req.route.path) : "unmatched", status: res.statusCode, seconds }),
       isDraining: () => opts.draining ?? false,
-      shed: { lagMs: opts.lagMs ?? 0, delayMs: () => opts.delayMs ?? 0, onShed: () => shed++ },
+      shed: { lagMs: opts.lagMs ?? 0, sustainedDelayMs: () => opts.delayMs ?? 0, onShed: () => shed++ },
     }),
   );
   app.get("/ok", (_req, res) => {

@@ -1,5 +1,5 @@
 import { createCacheConnection, createCatalogInvalidator } from "@ingest/catalog";
-import { CLOSE_GRACE_MS, exitOnStopSignals, throttled } from "@ingest/config";
+import { CLOSE_GRACE_MS, exitOnStopSignals, listenFailure, throttled } from "@ingest/config";
 import { createDb } from "@ingest/db";
 import {
   BULK_QUEUE,
@@ -171,7 +171,11 @@ if (env.WORKER_METRICS_PORT) {
       metricsServer = server;
       log.info({ port: env.WORKER_METRICS_PORT }, "worker metrics on /metrics and /healthz");
     },
-    (err) => log.error({ err, port: env.WORKER_METRICS_PORT }, "could not serve worker metrics"),
+    // Probes and scrapes need this port: without it the worker does not run.
+    (err: NodeJS.ErrnoException) => {
+      console.error(listenFailure(err, env.WORKER_METRICS_PORT, "WORKER_METRICS_PORT"));
+      void close("start-up failure").finally(() => process.exit(1));
+    },
   );
 }
 

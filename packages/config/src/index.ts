@@ -141,6 +141,13 @@ export function exitOnStopSignals(close: (signal: string) => Promise<void>, drai
   }
 }
 
+/** One line for a port a process cannot listen on, naming the variable that sets it. */
+export function listenFailure(err: NodeJS.ErrnoException, port: number, variable: string): string {
+  if (err.code === "EADDRINUSE") return `port ${port} is already in use: stop what listens there, or set ${variable} to a free port`;
+  if (err.code === "EACCES") return `port ${port} may not be listened on by this user: set ${variable} to a port above 1023`;
+  return `cannot listen on port ${port} (${variable}): ${err.message}`;
+}
+
 /** Logs the first of a burst of repeated errors, then at most one per interval. */
 export function throttled<A extends unknown[]>(fn: (...args: A) => void, intervalMs = 10_000): (...args: A) => void {
   let last = 0;

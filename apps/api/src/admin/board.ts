@@ -2,7 +2,7 @@ import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { ExpressAdapter } from "@bull-board/express";
 import type { Queues } from "@ingest/jobs";
-import { Router } from "express";
+import { Router, type Express } from "express";
 import { basicAuth } from "./basic-auth.js";
 
 export const BOARD_PATH = "/admin/queues";
@@ -18,7 +18,9 @@ export function boardRoutes(queues: Queues, config: BoardConfig): Router {
     serverAdapter: adapter,
     options: { uiConfig: { boardTitle: "ingest queues" } },
   });
+  // The adapter's router is an Express app of its own, which would send X-Powered-By.
+  const board = (adapter.getRouter() as Express).disable("x-powered-by");
   const router = Router();
-  router.use(BOARD_PATH, basicAuth(config.user, config.password, "ingest operators"), adapter.getRouter());
+  router.use(BOARD_PATH, basicAuth(config.user, config.password, "ingest operators"), board);
   return router;
 }

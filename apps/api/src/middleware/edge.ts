@@ -19,8 +19,8 @@ export type EdgeDeps = {
   /** Called once per request when the response has ended (finished or cut off). */
   onDone: (req: Request, res: Response, seconds: number) => void;
   isDraining: () => boolean;
-  /** Event-loop delay now, and the threshold above which requests are refused (0: never). */
-  shed: { lagMs: number; delayMs: () => number; onShed: () => void };
+  /** Event-loop delay sustained now, and the threshold above which requests are refused (0: never). */
+  shed: { lagMs: number; sustainedDelayMs: () => number; onShed: () => void };
   /** CORS headers and preflights; undefined (no work at all) when CORS_ORIGINS is unset. */
   cors?: RequestHandler | undefined;
 };
@@ -41,7 +41,7 @@ export function edge(deps: EdgeDeps): RequestHandler {
   const { log, onDone, isDraining, shed, cors } = deps;
   const headers = securityHeaderSets();
   const shedOrPass = (path: string, next: NextFunction) => {
-    if (shed.lagMs > 0 && !SHED_EXEMPT.has(path) && shed.delayMs() > shed.lagMs) {
+    if (shed.lagMs > 0 && !SHED_EXEMPT.has(path) && shed.sustainedDelayMs() > shed.lagMs) {
       shed.onShed();
       next(new AppError("overloaded", "The service is overloaded; retry shortly.", { retryAfterS: 1 }));
       return;

@@ -3,7 +3,13 @@ import { Router } from "express";
 import { AppError } from "../errors.js";
 import { methodNotAllowed } from "../middleware/method-not-allowed.js";
 
-export type HealthDeps = { checks: Record<string, () => Promise<unknown>>; isDraining: () => boolean; timeoutMs?: number };
+export type HealthDeps = {
+  checks: Record<string, () => Promise<unknown>>;
+  isDraining: () => boolean;
+  /** INSTANCE_ID, echoed by /healthz: tells which deployment (or `npm start`) answered. */
+  instance?: string | undefined;
+  timeoutMs?: number;
+};
 
 const probe = (check: () => Promise<unknown>, timeoutMs: number): Promise<boolean> =>
   withTimeout(check(), timeoutMs).then(
@@ -11,13 +17,14 @@ const probe = (check: () => Promise<unknown>, timeoutMs: number): Promise<boolea
     () => false,
   );
 
-export function healthRoutes({ checks, isDraining, timeoutMs = 1_000 }: HealthDeps): Router {
+export function healthRoutes({ checks, isDraining, instance, timeoutMs = 1_000 }: HealthDeps): Router {
+  const alive = JSON.stringify(instance ? { status: "ok", instance } : { status: "ok" });
   const router = Router();
   const getOnly = methodNotAllowed(["GET", "HEAD"]);
   router
     .route("/healthz")
     .get((_req, res) => {
-      res.set("Cache-Control", "no-store").json({ status: "ok" });
+      res.set("Cache-Control", "no-store").type("application/json").send(alive);
     })
     .all(getOnly);
   router
