@@ -4,6 +4,7 @@
 // reason and an operator can retry it there.
 import { JOBS, writesOf, WRITES_JOB, type JobData, type Queues, type WriteOutcome, type WriteQueueName, type WritesResult } from "@ingest/jobs";
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
+import { traceWrites } from "./write-spans.js";
 import type { CommitInvalidation } from "./catalog-invalidation.js";
 import type { Logger } from "./logger.js";
 import { observeBatch, type WorkerMetrics } from "./metrics.js";
@@ -65,6 +66,8 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
       redelivered: redelivered || w.spilledFrom !== undefined,
     }));
     if (carrier) deps.metrics.carrierWrites.observe(writes.length);
+    // Each write's span in the trace of the request that made it (none unless tracing is on).
+    const spans = traceWrites(queue, job.id, envelopes);
 
     const outcomes: (Outcome | undefined)[] = new Array(envelopes.length);
     const started = performance.now();
@@ -72,6 +75,7 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
     let applied: { write: WriteEnvelope; result: unknown }[] = [];
     const onOutcome = (index: number, write: WriteEnvelope, outcome: Outcome) => {
       outcomes[index] = outcome;
+      spans?.settled(write, outcome);
       deps.metrics.duration.observe({ queue, job_name: write.name, outcome: outcome.status }, (performance.now() - started) / 1_000);
       if (outcome.status === "completed") {
         changed = changed.concat(invalidatedBy(write, outcome.result));
@@ -95,8 +99,9 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
 
     let waiting: WriteEnvelope[];
     try {
-      waiting = await runWrites(run, envelopes, onOutcome, afterChunk);
+      waiting = await runWrites(spans ? { ...run, inChunk: spans.inChunk } : run, envelopes, onOutcome, afterChunk);
     } catch (err) {
+      spans?.unsettled(err);
       await afterChunk();
       const unfinished = envelopes.filter((_, k) => outcomes[k] === undefined);
       for (const w of unfinished) deps.metrics.failures.inc({ queue, job_name: w.name, kind: "transient" });
@@ -111,6 +116,7 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
       await spill(job.id!, unfinished);
       waiting = [];
     }
+    spans?.unsettled("waiting for an earlier edit of its product", false);
     if (waiting.length) {
       // Earlier edits of their products are still pending: the job steps aside (spending
       // no attempt) so its slot can run them, and comes back for the waiting writes; the

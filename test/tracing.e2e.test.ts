@@ -1,0 +1,186 @@
+// Traces as an operator's collector receives them: a real API and worker exporting over
+// OTLP/HTTP (one in protobuf, one in JSON), one registration followed from the caller's
+// traceparent to the SMTP server, and an unreachable collector that costs requests nothing.
+import { randomBytes } from "node:crypto";
+import { createServer, type Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { request, spawnApi, spawnWorker, testEnv, waitFor, waitForJob, type ApiProcess, type WorkerProcess } from "./support/harness.js";
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./support/otlp-receiver.js";
+import { freePort } from "./support/private-redis.js";
+import { createScratchDb } from "./support/scratch-db.js";
+import { createSmtpSink, type SmtpSink } from "./support/smtp-sink.js";
+
+// The email lane sweeps its database's pending emails: this file's registrations stay in a database of its own.
+const scratch = await createScratchDb("tracing_e2e");
+afterAll(() => scratch.drop());
+
+const SPAN_KIND = { SERVER: 2, CLIENT: 3, PRODUCER: 4, CONSUMER: 5 };
+const FAST_EXPORT = { OTEL_BSP_SCHEDULE_DELAY: "100" };
+
+describe("one registration is one trace", () => {
+  const { prefix } = testEnv("otel");
+  let receiver: OtlpReceiver;
+  let sink: SmtpSink;
+  let api: ApiProcess;
+  let apiBase: string;
+  let worker: WorkerProcess;
+
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver();
+    sink = createSmtpSink(await freePort());
+    await sink.listen();
+    const db = { DATABASE_URL: scratch.url };
+    worker = await spawnWorker(prefix, {
+      ...db,
+      ...FAST_EXPORT,
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      SMTP_URL: sink.url,
+      MAIL_FROM: "Ingest <hello@trace.test>",
+    });
+    const port = await freePort();
+    api = await spawnApi(prefix, port, {
+      ...db,
+      ...FAST_EXPORT,
+      // The per-signal variant is a full URL, path included.
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${receiver.url}/v1/traces`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+      OTEL_RESOURCE_ATTRIBUTES: "deployment.environment.name=test",
+    });
+    apiBase = `http://127.0.0.1:${port}`;
+  }, 60_000);
+
+  afterAll(async () => {
+    await api?.stop();
+    await worker?.stop();
+    await sink?.close();
+    await receiver?.close();
+  });
+
+  it("the HTTP request, enqueue, the write's processing, its statements, the email job and its SMTP send share the caller's trace", async () => {
+    const traceId = randomBytes(16).toString("hex");
+    const callerSpanId = randomBytes(8).toString("hex");
+    const r = await request(apiBase, "POST", "/registrations", {
+      json: { email: `trace-${traceId.slice(0, 8)}@example.com`, name: "Ada" },
+      headers: { traceparent: `00-${traceId}-${callerSpanId}-01` },
+    });
+    expect(r.status, r.text).toBe(202);
+    const jobId = r.body.jobId as string;
+    const job = await waitForJob(apiBase, jobId);
+    expect(job.state).toBe("completed");
+    await waitFor(() => sink.messages.length === 1, 15_000, "the welcome email");
+
+    const inTrace = () => receiver.spans.filter((s) => s.traceId === traceId);
+    const named = (name: string | RegExp, service?: string) =>
+      inTrace().find((s) => (typeof name === "string" ? s.name === name : name.test(s.name)) && (!service || s.service === service));
+    await waitFor(() => named("smtp send"), 15_000, "the SMTP send span");
+    const spans = inTrace();
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
+    const ancestors = (s: ReceivedSpan) => {
+      const chain: ReceivedSpan[] = [];
+      for (let p = byId.get(s.parentSpanId); p; p = byId.get(p.parentSpanId)) chain.push(p);
+      return chain;
+    };
+    const describeTrace = () => spans.map((s) => `${s.service} ${s.name} ${s.spanId}<-${s.parentSpanId}`).join("\n");
+
+    // The HTTP request continues the caller's span.
+    const server = spans.find((s) => s.service === "ingest-api" && s.kind === SPAN_KIND.SERVER);
+    expect(server, describeTrace()).toBeDefined();
+    expect(server!.parentSpanId).toBe(callerSpanId);
+    expect(server!.attributes["http.route"] ?? server!.name).toMatch(/registrations/);
+    // express's own spans, under the request.
+    expect(spans.some((s) => s.service === "ingest-api" && s.name.includes("/registrations") && s.parentSpanId === server!.spanId), describeTrace()).toBe(true);
+
+    // The enqueue, named by the write's job id, and its Redis commands.
+    const publish = named("registrations publish", "ingest-api");
+    expect(publish, describeTrace()).toBeDefined();
+    expect(publish!.kind).toBe(SPAN_KIND.PRODUCER);
+    expect(publish!.attributes["messaging.message.id"]).toBe(jobId);
+    expect(ancestors(publish!)).toContain(server);
+
+    // The worker's processing of this write: its own span in the caller's trace, linked to the carrier's.
+    const processed = named("registration.create process", "ingest-worker");
+    expect(processed, describeTrace()).toBeDefined();
+    expect(processed!.kind).toBe(SPAN_KIND.CONSUMER);
+    expect(processed!.parentSpanId).toBe(publish!.spanId);
+    expect(processed!.attributes["messaging.message.id"]).toBe(jobId);
+    expect(processed!.links.length).toBe(1);
+    const carrierSpan = receiver.spans.find((s) => s.spanId === processed!.links[0]!.spanId);
+    expect(carrierSpan?.service).toBe("ingest-worker");
+    expect(carrierSpan?.name).toMatch(/^process /);
+
+    // Its PostgreSQL statements.
+    const statements = spans.filter((s) => s.service === "ingest-worker" && s.kind === SPAN_KIND.CLIENT && ancestors(s).includes(processed!) && /pg|postgres/i.test(String(s.attributes["db.system.name"] ?? s.attributes["db.system"] ?? s.name)));
+    expect(statements.length, describeTrace()).toBeGreaterThan(0);
+    expect(statements.some((s) => /insert into registrations/i.test(String(s.attributes["db.query.text"] ?? s.attributes["db.statement"] ?? "")))).toBe(true);
+
+    // The welcome email's job and its SMTP send, after the write.
+    const email = named("email.welcome process", "ingest-worker");
+    expect(email, describeTrace()).toBeDefined();
+    expect(ancestors(email!)).toContain(processed);
+    expect(String(email!.attributes["messaging.message.id"])).toMatch(/^eml-welcome-/);
+    const smtp = named("smtp send", "ingest-worker")!;
+    expect(smtp.parentSpanId).toBe(email!.spanId);
+    expect(smtp.kind).toBe(SPAN_KIND.CLIENT);
+
+    // The standard resource variables reach the exported resource; the default names apply.
+    expect(new Set(spans.map((s) => s.service))).toEqual(new Set(["ingest-api", "ingest-worker"]));
+    expect(receiver.encodings).toContain("application/x-protobuf");
+    expect(receiver.encodings).toContain("application/json");
+  });
+
+  it("log lines written inside a traced job carry its trace_id and span_id", async () => {
+    await waitFor(() => worker.output().includes('"welcome emails done"'), 15_000, "the email's log line");
+    const line = worker.output().split("\n").find((l) => l.includes('"welcome emails done"'))!;
+    const parsed = JSON.parse(line) as { trace_id?: string; span_id?: string };
+    expect(parsed.trace_id).toMatch(/^[0-9a-f]{32}$/);
+    expect(parsed.span_id).toMatch(/^[0-9a-f]{16}$/);
+    await waitFor(() => receiver.spans.some((s) => s.traceId === parsed.trace_id && s.spanId === parsed.span_id), 10_000, "the logged span among the exported ones");
+  });
+});
+
+describe("an unreachable collector", () => {
+  const { prefix } = testEnv("otel-down");
+  let api: ApiProcess;
+  let apiBase: string;
+  let blackhole: ReturnType<typeof createServer>;
+  const sockets = new Set<Socket>();
+
+  beforeAll(async () => {
+    // Accepts connections and never answers: worse than a refused port, which fails at once.
+    blackhole = createServer((socket) => {
+      sockets.add(socket);
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => blackhole.listen(0, "127.0.0.1", resolve));
+    const { port: holePort } = blackhole.address() as { port: number };
+    const port = await freePort();
+    api = await spawnApi(prefix, port, {
+      DATABASE_URL: scratch.url,
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${holePort}`,
+      OTEL_BSP_SCHEDULE_DELAY: "50",
+      OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "8",
+    });
+    apiBase = `http://127.0.0.1:${port}`;
+  }, 60_000);
+
+  afterAll(async () => {
+    await api?.stop();
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => blackhole.close(() => resolve()));
+  });
+
+  it("never slows or fails a request: writes answer 202 at once while exports hang", async () => {
+    const slowest: number[] = [];
+    for (let round = 0; round < 10; round++) {
+      const replies = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => request(apiBase, "POST", "/registrations", { json: { email: `down-${round}-${i}@example.com`, name: "Bo" } })),
+      );
+      for (const r of replies) expect(r.status, r.text).toBe(202);
+      slowest.push(Math.max(...replies.map((r) => r.ms)));
+    }
+    expect(sockets.size).toBeGreaterThan(0);
+    // The exporter's timeout is 10 s: a request that waited on it would show here.
+    expect(Math.max(...slowest)).toBeLessThan(2_000);
+  });
+});
