@@ -1,6 +1,7 @@
 import { createCacheConnection, createCatalogInvalidator } from "@ingest/catalog";
 import { CLOSE_GRACE_MS, exitOnStopSignals, throttled } from "@ingest/config";
-import { createDb } from "@ingest/db";
+import { createDb, registerPoolMetrics } from "@ingest/db";
+import type { Pool } from "pg";
 import {
   BULK_QUEUE,
   closeQueues,
@@ -60,7 +61,7 @@ if (env.REDIS_CLUSTER_NODES && !hasHashTag(env.QUEUE_PREFIX)) {
   console.error(`QUEUE_PREFIX must contain a {hash tag} on a Redis Cluster (REDIS_CLUSTER_NODES), got "${env.QUEUE_PREFIX}"`);
   process.exit(1);
 }
-const { db, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-worker", lockTimeoutMs: LOCK_TIMEOUT_MS, genericPlans: true });
+const { db, pool, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-worker", lockTimeoutMs: LOCK_TIMEOUT_MS, genericPlans: true });
 const connection = createWorkerConnection({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_NODES });
 connection.on("error", throttled((err: Error) => log.error({ err }, "redis connection error")));
 // Before any Worker exists: each duplicates the connection for its blocking fetch.
@@ -72,6 +73,9 @@ watchdog.watch(connection, { name: "queue", critical: true, blockingCopies: true
 const queues = createQueues(connection, env.QUEUE_PREFIX, throttled((err: Error, queue: QueueName) => log.error({ err, queue }, "queue error")));
 
 const metrics = createWorkerMetrics();
+// The email lane's pool joins when the lane starts.
+const pools: Record<string, Pool> = { worker: pool };
+registerPoolMetrics(metrics.registry, pools);
 // Fresh statistics for the tables the writes fill, so no cached plan scans them whole.
 const analyzer = createAnalyzer(db, log);
 analyzer.start();
@@ -147,6 +151,7 @@ const mail = env.EMAIL_CONCURRENCY > 0 ? startEmailWorker(env.EMAIL_CONCURRENCY)
 function startEmailWorker(concurrency: number) {
   const mailDb = createDb(env.DATABASE_URL, { max: concurrency, applicationName: "ingest-worker-email", lockTimeoutMs: LOCK_TIMEOUT_MS });
   const mailer = createMailer({ smtpUrl: env.SMTP_URL, from: env.MAIL_FROM, maxConnections: concurrency, nodeEnv: env.NODE_ENV }, log);
+  pools["worker-email"] = mailDb.pool;
   const processor = createEmailProcessor({ db: mailDb.db, mailer, domain: domainOf(env.MAIL_FROM), log, metrics, queue: queues[EMAILS_QUEUE] });
   workers.push(laneWorker(EMAILS_QUEUE, processor, concurrency));
   const dispatcher = createWelcomeDispatcher({
