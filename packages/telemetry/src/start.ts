@@ -4,7 +4,7 @@
 import { register } from "node:module";
 import { createAddHookMessageChannel } from "import-in-the-middle";
 import { NodeSDK } from "@opentelemetry/sdk-node";
-import { ExpressInstrumentation } from "@opentelemetry/instrumentation-express";
+import { ExpressInstrumentation, ExpressLayerType } from "@opentelemetry/instrumentation-express";
 import { HttpInstrumentation } from "@opentelemetry/instrumentation-http";
 import { IORedisInstrumentation } from "@opentelemetry/instrumentation-ioredis";
 import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
@@ -41,7 +41,9 @@ export async function startTracing(defaultServiceName: string, env: Env = proces
         // Probes and scrapes would bury the requests worth reading.
         ignoreIncomingRequestHook: (req) => /^\/(healthz|readyz|metrics)\b/.test(req.url ?? ""),
       }),
-      new ExpressInstrumentation(),
+      // The route's router and handler spans; one span per middleware (helmet, cors, the
+      // body parser, …) would cost more than the request itself and say little.
+      new ExpressInstrumentation({ ignoreLayersType: [ExpressLayerType.MIDDLEWARE] }),
       new PgInstrumentation({ requireParentSpan: true }),
       new IORedisInstrumentation({ requireParentSpan: true }),
     ],
