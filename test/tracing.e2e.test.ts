@@ -129,6 +129,21 @@ describe("one registration is one trace", () => {
     expect(receiver.encodings).toContain("application/json");
   });
 
+  it("a caller's decision not to sample is followed by the API and the worker: nothing of that write is exported", async () => {
+    const unsampled = randomBytes(16).toString("hex");
+    const sampled = randomBytes(16).toString("hex");
+    const post = (traceId: string, flags: string, email: string) =>
+      request(apiBase, "POST", "/registrations", { json: { email, name: "Cy" }, headers: { traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-${flags}` } });
+    const [off, on] = await Promise.all([post(unsampled, "00", `off-${unsampled.slice(0, 8)}@example.com`), post(sampled, "01", `on-${sampled.slice(0, 8)}@example.com`)]);
+    await Promise.all([waitForJob(apiBase, off.body.jobId), waitForJob(apiBase, on.body.jobId)]);
+    // Both welcome emails went; the sampled one's send is exported, so the export caught up.
+    await waitFor(() => receiver.spans.some((s) => s.traceId === sampled && s.name === "smtp send"), 15_000, "the sampled write's SMTP span");
+    expect(receiver.spans.filter((s) => s.traceId === unsampled)).toEqual([]);
+    // Nor under a trace of the worker's own: the write carried the decision with it.
+    expect(receiver.spans.filter((s) => s.attributes["messaging.message.id"] === off.body.jobId)).toEqual([]);
+    expect(receiver.spans.filter((s) => s.attributes["messaging.message.id"] === on.body.jobId).length).toBe(2);
+  });
+
   it("log lines written inside a traced job carry its trace_id and span_id", async () => {
     await waitFor(() => worker.output().includes('"welcome emails done"'), 15_000, "the email's log line");
     const line = worker.output().split("\n").find((l) => l.includes('"welcome emails done"'))!;

@@ -37,9 +37,13 @@ export function bullmqTelemetry(): { telemetry: BullMQOtel } | Record<string, ne
   return tracingEnabled() ? { telemetry: new BullMQOtel({ tracerName: "bullmq" }) } : {};
 }
 
-/** The active context as a job carries it; undefined when nothing is traced. */
+/**
+ * The active context as a job carries it; undefined when nothing is traced. A trace not
+ * sampled is carried too (its flags say so), so the worker follows the API's decision.
+ */
 export function activeTraceCarrier(ctx: Context = context.active()): TraceCarrier | undefined {
-  if (!trace.getSpan(ctx)?.isRecording()) return undefined;
+  const spanContext = trace.getSpanContext(ctx);
+  if (!spanContext || !isSpanContextValid(spanContext)) return undefined;
   const carrier: Partial<TraceCarrier> = {};
   propagation.inject(ctx, carrier);
   return carrier.traceparent ? (carrier as TraceCarrier) : undefined;
