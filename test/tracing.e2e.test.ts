@@ -199,3 +199,47 @@ describe("an unreachable collector", () => {
     expect(Math.max(...slowest)).toBeLessThan(2_000);
   });
 });
+
+describe("a welcome email the outbox sweep sends", () => {
+  const { prefix } = testEnv("otel-sweep");
+  let receiver: OtlpReceiver;
+  let sink: SmtpSink;
+  let api: ApiProcess;
+  let apiBase: string;
+  let worker: WorkerProcess;
+
+  beforeAll(async () => {
+    receiver = await startOtlpReceiver();
+    sink = createSmtpSink(await freePort());
+    await sink.listen();
+    const otel = { ...FAST_EXPORT, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, DATABASE_URL: scratch.url };
+    // The relay holds its emails for 10 s; the sweep takes pending outbox rows at once.
+    worker = await spawnWorker(prefix, { ...otel, SMTP_URL: sink.url, EMAIL_RELAY_WAIT_MS: "10000", EMAIL_DISPATCH_AFTER_MS: "0", EMAIL_DISPATCH_INTERVAL_MS: "50" });
+    const port = await freePort();
+    api = await spawnApi(prefix, port, otel);
+    apiBase = `http://127.0.0.1:${port}`;
+  }, 60_000);
+
+  afterAll(async () => {
+    await api?.stop();
+    await worker?.stop();
+    await sink?.close();
+    await receiver?.close();
+  });
+
+  it("still joins the trace of the write that owes it (the outbox row keeps its trace context)", async () => {
+    const traceId = randomBytes(16).toString("hex");
+    const r = await request(apiBase, "POST", "/registrations", {
+      json: { email: `sweep-${traceId.slice(0, 8)}@example.com`, name: "Di" },
+      headers: { traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-01` },
+    });
+    expect(r.status, r.text).toBe(202);
+    // Well before the relay's 10 s: this send is the sweep's.
+    await waitFor(() => receiver.spans.some((s) => s.traceId === traceId && s.name === "smtp send"), 8_000, "the swept email's SMTP span");
+    const spans = receiver.spans.filter((s) => s.traceId === traceId);
+    const write = spans.find((s) => s.name === "registration.create process")!;
+    const email = spans.find((s) => s.name === "email.welcome process")!;
+    expect(write.attributes["messaging.message.id"]).toBe(r.body.jobId);
+    expect(email.parentSpanId).toBe(write.spanId);
+  });
+});
