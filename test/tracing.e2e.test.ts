@@ -17,47 +17,48 @@ afterAll(() => scratch.drop());
 const SPAN_KIND = { SERVER: 2, CLIENT: 3, PRODUCER: 4, CONSUMER: 5 };
 const FAST_EXPORT = { OTEL_BSP_SCHEDULE_DELAY: "100" };
 
-describe("one registration is one trace", () => {
-  const { prefix } = testEnv("otel");
-  let receiver: OtlpReceiver;
-  let sink: SmtpSink;
-  let api: ApiProcess;
-  let apiBase: string;
-  let worker: WorkerProcess;
+type Stack = { receiver: OtlpReceiver; sink: SmtpSink; api: ApiProcess; apiBase: string; worker: WorkerProcess };
 
+/**
+ * A receiver, an SMTP sink, a worker and an API exporting to the receiver, under the
+ * given queue prefix, started before the describe's tests and stopped after them.
+ */
+function tracedStack(name: string, env: (receiverUrl: string) => { worker: Record<string, string>; api: Record<string, string> }): Stack {
+  const { prefix } = testEnv(name);
+  const stack = {} as Stack;
   beforeAll(async () => {
-    receiver = await startOtlpReceiver();
-    sink = createSmtpSink(await freePort());
-    await sink.listen();
-    const db = { DATABASE_URL: scratch.url };
-    worker = await spawnWorker(prefix, {
-      ...db,
-      ...FAST_EXPORT,
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
-      SMTP_URL: sink.url,
-      MAIL_FROM: "Ingest <hello@trace.test>",
-    });
+    stack.receiver = await startOtlpReceiver();
+    stack.sink = createSmtpSink(await freePort());
+    await stack.sink.listen();
+    const own = env(stack.receiver.url);
+    const base = { DATABASE_URL: scratch.url, ...FAST_EXPORT };
+    stack.worker = await spawnWorker(prefix, { ...base, SMTP_URL: stack.sink.url, MAIL_FROM: "Ingest <hello@trace.test>", ...own.worker });
     const port = await freePort();
-    api = await spawnApi(prefix, port, {
-      ...db,
-      ...FAST_EXPORT,
+    stack.api = await spawnApi(prefix, port, { ...base, ...own.api });
+    stack.apiBase = `http://127.0.0.1:${port}`;
+  }, 60_000);
+  afterAll(async () => {
+    await stack.api?.stop();
+    await stack.worker?.stop();
+    await stack.sink?.close();
+    await stack.receiver?.close();
+  });
+  return stack;
+}
+
+describe("one registration is one trace", () => {
+  const stack = tracedStack("otel", (url) => ({
+    worker: { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" },
+    api: {
       // The per-signal variant is a full URL, path included.
-      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${receiver.url}/v1/traces`,
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${url}/v1/traces`,
       OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
       OTEL_RESOURCE_ATTRIBUTES: "deployment.environment.name=test",
-    });
-    apiBase = `http://127.0.0.1:${port}`;
-  }, 60_000);
-
-  afterAll(async () => {
-    await api?.stop();
-    await worker?.stop();
-    await sink?.close();
-    await receiver?.close();
-  });
+    },
+  }));
 
   it("the HTTP request, enqueue, the write's processing, its statements, the email job and its SMTP send share the caller's trace", async () => {
+    const { receiver, sink, apiBase } = stack;
     const traceId = randomBytes(16).toString("hex");
     const callerSpanId = randomBytes(8).toString("hex");
     const r = await request(apiBase, "POST", "/registrations", {
@@ -130,6 +131,7 @@ describe("one registration is one trace", () => {
   });
 
   it("a caller's decision not to sample is followed by the API and the worker: nothing of that write is exported", async () => {
+    const { receiver, apiBase } = stack;
     const unsampled = randomBytes(16).toString("hex");
     const sampled = randomBytes(16).toString("hex");
     const post = (traceId: string, flags: string, email: string) =>
@@ -145,6 +147,7 @@ describe("one registration is one trace", () => {
   });
 
   it("log lines written inside a traced job carry its trace_id and span_id", async () => {
+    const { receiver, worker } = stack;
     await waitFor(() => worker.output().includes('"welcome emails done"'), 15_000, "the email's log line");
     const line = worker.output().split("\n").find((l) => l.includes('"welcome emails done"'))!;
     const parsed = JSON.parse(line) as { trace_id?: string; span_id?: string };
@@ -201,33 +204,14 @@ describe("an unreachable collector", () => {
 });
 
 describe("a welcome email the outbox sweep sends", () => {
-  const { prefix } = testEnv("otel-sweep");
-  let receiver: OtlpReceiver;
-  let sink: SmtpSink;
-  let api: ApiProcess;
-  let apiBase: string;
-  let worker: WorkerProcess;
-
-  beforeAll(async () => {
-    receiver = await startOtlpReceiver();
-    sink = createSmtpSink(await freePort());
-    await sink.listen();
-    const otel = { ...FAST_EXPORT, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, DATABASE_URL: scratch.url };
-    // The relay holds its emails for 10 s; the sweep takes pending outbox rows at once.
-    worker = await spawnWorker(prefix, { ...otel, SMTP_URL: sink.url, EMAIL_RELAY_WAIT_MS: "10000", EMAIL_DISPATCH_AFTER_MS: "0", EMAIL_DISPATCH_INTERVAL_MS: "50" });
-    const port = await freePort();
-    api = await spawnApi(prefix, port, otel);
-    apiBase = `http://127.0.0.1:${port}`;
-  }, 60_000);
-
-  afterAll(async () => {
-    await api?.stop();
-    await worker?.stop();
-    await sink?.close();
-    await receiver?.close();
-  });
+  // The relay holds its emails for 10 s; the sweep takes pending outbox rows at once.
+  const stack = tracedStack("otel-sweep", (url) => ({
+    worker: { OTEL_EXPORTER_OTLP_ENDPOINT: url, EMAIL_RELAY_WAIT_MS: "10000", EMAIL_DISPATCH_AFTER_MS: "0", EMAIL_DISPATCH_INTERVAL_MS: "50" },
+    api: { OTEL_EXPORTER_OTLP_ENDPOINT: url },
+  }));
 
   it("still joins the trace of the write that owes it (the outbox row keeps its trace context)", async () => {
+    const { receiver, apiBase } = stack;
     const traceId = randomBytes(16).toString("hex");
     const r = await request(apiBase, "POST", "/registrations", {
       json: { email: `sweep-${traceId.slice(0, 8)}@example.com`, name: "Di" },
