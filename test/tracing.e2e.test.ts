@@ -155,6 +155,17 @@ describe("one registration is one trace", () => {
     expect(parsed.span_id).toMatch(/^[0-9a-f]{16}$/);
     await waitFor(() => receiver.spans.some((s) => s.traceId === parsed.trace_id && s.spanId === parsed.span_id), 10_000, "the logged span among the exported ones");
   });
+
+  it("a line about one write of a carrier names that write's trace, not the carrier's", async () => {
+    const { apiBase, worker } = stack;
+    const traceId = randomBytes(16).toString("hex");
+    // A PATCH of a product that does not exist fails for good, and the worker says so.
+    const r = await request(apiBase, "PATCH", "/products/2000000001", { json: { name: "Gone" }, headers: { traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-01` } });
+    expect(r.status, r.text).toBe(202);
+    expect((await waitForJob(apiBase, r.body.jobId)).state).toBe("failed");
+    const line = await waitFor(() => worker.output().split("\n").find((l) => l.includes('"write failed permanently"') && l.includes(r.body.jobId)), 10_000, "the failure's log line");
+    expect(JSON.parse(line)).toMatchObject({ trace_id: traceId, span_id: expect.stringMatching(/^[0-9a-f]{16}$/) });
+  });
 });
 
 describe("an unreachable collector", () => {

@@ -3,6 +3,7 @@
 // fails for good turned into a failed job of its own, so Bull Board shows it with its
 // reason and an operator can retry it there.
 import { JOBS, writesOf, WRITES_JOB, type JobData, type Queues, type WriteOutcome, type WriteQueueName, type WritesResult } from "@ingest/jobs";
+import { traceFieldsOf } from "@ingest/telemetry";
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import { traceWrites } from "./write-spans.js";
 import type { CommitInvalidation } from "./catalog-invalidation.js";
@@ -85,7 +86,8 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
       // A spilled write's failure was counted and logged when it first failed.
       if (write.spilledFrom !== undefined) return;
       deps.metrics.failures.inc({ queue, job_name: write.name, kind: "permanent" });
-      deps.log.warn({ jobId: write.id, jobName: write.name, requestId: write.requestId, code: outcome.code, reason: outcome.message }, "write failed permanently");
+      // The write's own trace, not the carrier's.
+      deps.log.warn({ jobId: write.id, jobName: write.name, requestId: write.requestId, code: outcome.code, reason: outcome.message, ...traceFieldsOf(write.trace) }, "write failed permanently");
     };
     // Before the job reports completed: the next read after that must miss the cache.
     const afterChunk = async () => {

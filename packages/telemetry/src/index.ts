@@ -97,6 +97,12 @@ export function traceLogFields(): { trace_id?: string; span_id?: string } {
   return { trace_id: spanContext.traceId, span_id: spanContext.spanId };
 }
 
+/** The log fields of a stored trace context: a line about one item of a batch names the item's trace. */
+export function traceFieldsOf(carrier: TraceCarrier | undefined): { trace_id?: string; span_id?: string } {
+  const match = carrier && /^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/.exec(carrier.traceparent);
+  return match ? { trace_id: match[1]!, span_id: match[2]! } : {};
+}
+
 /** Sends the spans still buffered (at shutdown); bounded, and a no-op without an SDK. */
 export async function flushTracing(timeoutMs = 2_000): Promise<void> {
   const provider = (trace.getTracerProvider() as { getDelegate?: () => { forceFlush?: () => Promise<void> } }).getDelegate?.();

@@ -13,6 +13,7 @@ import {
   type EmailRetry,
   type WelcomeEmail,
 } from "@ingest/jobs";
+import { traceFieldsOf } from "@ingest/telemetry";
 import { UnrecoverableError, type Job, type Queue } from "bullmq";
 import { sql } from "drizzle-orm";
 import type { Logger } from "../logger.js";
@@ -175,7 +176,7 @@ export function createEmailProcessor(deps: EmailProcessorDeps) {
     if (sent + sentBefore > 0) log.info({ sent, sentBefore, transport: deps.mailer.kind }, "welcome emails done");
 
     if (forGood.length) {
-      for (const { email, reason } of forGood) log.error({ registrationId: email.registrationId, requestId: email.requestId, reason, attempts: job.attemptsMade + 1 }, "welcome email failed for good");
+      for (const { email, reason } of forGood) log.error({ registrationId: email.registrationId, requestId: email.requestId, reason, attempts: job.attemptsMade + 1, ...traceFieldsOf(email.trace) }, "welcome email failed for good");
       await recordFailures(deps.db, forGood, deps.domain).catch((err) => log.warn({ err }, "could not record the failures"));
     }
     const logged = deps.mailer.kind === "log";
