@@ -1,10 +1,13 @@
-// Traces as an operator's collector receives them: a real API and worker exporting over
-// OTLP/HTTP (one in protobuf, one in JSON), one registration followed from the caller's
-// traceparent to the SMTP server, and an unreachable collector that costs requests nothing.
+// Traces as an operator's collector receives them: a real API and worker (as `npm start`
+// runs them) exporting over OTLP/HTTP, one registration followed from the caller's
+// traceparent to the SMTP server, both encodings (http/protobuf, http/json), the sweep's
+// emails, and an unreachable collector that costs requests nothing.
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createServer, type Socket } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { request, spawnApi, spawnWorker, testEnv, waitFor, waitForJob, type ApiProcess, type WorkerProcess } from "./support/harness.js";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { cachePrefixFor, request, ROOT, spawnApi, spawnWorker, testEnv, waitFor, waitForJob, type ApiProcess } from "./support/harness.js";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./support/otlp-receiver.js";
 import { freePort } from "./support/private-redis.js";
 import { createScratchDb } from "./support/scratch-db.js";
@@ -17,45 +20,94 @@ afterAll(() => scratch.drop());
 const SPAN_KIND = { SERVER: 2, CLIENT: 3, PRODUCER: 4, CONSUMER: 5 };
 const FAST_EXPORT = { OTEL_BSP_SCHEDULE_DELAY: "100" };
 
-type Stack = { receiver: OtlpReceiver; sink: SmtpSink; api: ApiProcess; apiBase: string; worker: WorkerProcess };
+type Stack = { receiver: OtlpReceiver; sink: SmtpSink; apiBase: string; output: () => string };
+type Started = { apiBase: string; output: () => string; stop: () => Promise<unknown> };
+type Start = (prefix: string, env: Record<string, string>, receiverUrl: string) => Promise<Started>;
 
 /**
- * A receiver, an SMTP sink, a worker and an API exporting to the receiver, under the
+ * A receiver, an SMTP sink, and an API and a worker exporting to the receiver under the
  * given queue prefix, started before the describe's tests and stopped after them.
  */
-function tracedStack(name: string, env: (receiverUrl: string) => { worker: Record<string, string>; api: Record<string, string> }): Stack {
+function tracedStack(name: string, start: Start): Stack {
   const { prefix } = testEnv(name);
   const stack = {} as Stack;
+  let started: Started | undefined;
   beforeAll(async () => {
     stack.receiver = await startOtlpReceiver();
     stack.sink = createSmtpSink(await freePort());
     await stack.sink.listen();
-    const own = env(stack.receiver.url);
-    const base = { DATABASE_URL: scratch.url, ...FAST_EXPORT };
-    stack.worker = await spawnWorker(prefix, { ...base, SMTP_URL: stack.sink.url, MAIL_FROM: "Ingest <hello@trace.test>", ...own.worker });
-    const port = await freePort();
-    stack.api = await spawnApi(prefix, port, { ...base, ...own.api });
-    stack.apiBase = `http://127.0.0.1:${port}`;
-  }, 60_000);
+    const env = { DATABASE_URL: scratch.url, ...FAST_EXPORT, SMTP_URL: stack.sink.url, MAIL_FROM: "Ingest <hello@trace.test>" };
+    started = await start(prefix, env, stack.receiver.url);
+    Object.assign(stack, { apiBase: started.apiBase, output: started.output });
+  }, 120_000);
   afterAll(async () => {
-    await stack.api?.stop();
-    await stack.worker?.stop();
+    await started?.stop();
     await stack.sink?.close();
     await stack.receiver?.close();
   });
   return stack;
 }
 
+/** As `npm start` runs them: scripts/run.mjs starts the API and one worker with the same environment. */
+const asNpmStart =
+  (otel: (receiverUrl: string) => Record<string, string>): Start =>
+  async (prefix, env, receiverUrl) => {
+    const port = await freePort();
+    const proc = spawn(process.execPath, [join(ROOT, "scripts/run.mjs"), "start"], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        ...env,
+        ...otel(receiverUrl),
+        REDIS_URL: inject("redisUrl"),
+        QUEUE_PREFIX: prefix,
+        CACHE_PREFIX: cachePrefixFor(prefix),
+        PORT: String(port),
+        HOST: "127.0.0.1",
+        WORKERS: "1",
+        WORKER_METRICS_PORT: String(await freePort()),
+        NODE_ENV: "test",
+        LOG_LEVEL: "info",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    proc.stdout.on("data", (d) => (out += d));
+    proc.stderr.on("data", (d) => (out += d));
+    const exited = new Promise((resolve) => proc.on("exit", resolve));
+    await waitFor(() => proc.exitCode !== null || (out.includes("> Job status:") && out.includes('"worker started"')), 90_000, "npm start");
+    if (proc.exitCode !== null) throw new Error(`npm start exited:\n${out}`);
+    return {
+      apiBase: `http://127.0.0.1:${port}`,
+      output: () => out,
+      stop: () => (proc.kill("SIGTERM"), exited),
+    };
+  };
+
+/** The API and a worker as processes of their own, each with its own OTEL_* settings. */
+const asProcesses =
+  (otel: (receiverUrl: string) => { api: Record<string, string>; worker: Record<string, string> }): Start =>
+  async (prefix, env, receiverUrl) => {
+    const own = otel(receiverUrl);
+    const worker = await spawnWorker(prefix, { ...env, ...own.worker });
+    const port = await freePort();
+    const api = await spawnApi(prefix, port, { ...env, ...own.api }).catch(async (err) => (await worker.stop(), Promise.reject(err)));
+    return {
+      apiBase: `http://127.0.0.1:${port}`,
+      output: () => api.output() + worker.output(),
+      stop: () => Promise.all([api.stop(), worker.stop()]),
+    };
+  };
+
 describe("one registration is one trace", () => {
-  const stack = tracedStack("otel", (url) => ({
-    worker: { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" },
-    api: {
-      // The per-signal variant is a full URL, path included.
+  const stack = tracedStack(
+    "otel",
+    asNpmStart((url) => ({
+      // The per-signal variant is a full URL, path included; the protocol is the default, http/protobuf.
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${url}/v1/traces`,
-      OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
       OTEL_RESOURCE_ATTRIBUTES: "deployment.environment.name=test",
-    },
-  }));
+    })),
+  );
 
   it("the HTTP request, enqueue, the write's processing, its statements, the email job and its SMTP send share the caller's trace", async () => {
     const { receiver, sink, apiBase } = stack;
@@ -126,8 +178,7 @@ describe("one registration is one trace", () => {
 
     // The standard resource variables reach the exported resource; the default names apply.
     expect(new Set(spans.map((s) => s.service))).toEqual(new Set(["ingest-api", "ingest-worker"]));
-    expect(receiver.encodings).toContain("application/x-protobuf");
-    expect(receiver.encodings).toContain("application/json");
+    expect(new Set(receiver.encodings)).toEqual(new Set(["application/x-protobuf"]));
   });
 
   it("a caller's decision not to sample is followed by the API and the worker: nothing of that write is exported", async () => {
@@ -147,9 +198,9 @@ describe("one registration is one trace", () => {
   });
 
   it("log lines written inside a traced job carry its trace_id and span_id", async () => {
-    const { receiver, worker } = stack;
-    await waitFor(() => worker.output().includes('"welcome emails done"'), 15_000, "the email's log line");
-    const line = worker.output().split("\n").find((l) => l.includes('"welcome emails done"'))!;
+    const { receiver, output } = stack;
+    await waitFor(() => output().includes('"welcome emails done"'), 15_000, "the email's log line");
+    const line = output().split("\n").find((l) => l.includes('"welcome emails done"'))!;
     const parsed = JSON.parse(line) as { trace_id?: string; span_id?: string };
     expect(parsed.trace_id).toMatch(/^[0-9a-f]{32}$/);
     expect(parsed.span_id).toMatch(/^[0-9a-f]{16}$/);
@@ -157,13 +208,13 @@ describe("one registration is one trace", () => {
   });
 
   it("a line about one write of a carrier names that write's trace, not the carrier's", async () => {
-    const { apiBase, worker } = stack;
+    const { apiBase, output } = stack;
     const traceId = randomBytes(16).toString("hex");
     // A PATCH of a product that does not exist fails for good, and the worker says so.
     const r = await request(apiBase, "PATCH", "/products/2000000001", { json: { name: "Gone" }, headers: { traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-01` } });
     expect(r.status, r.text).toBe(202);
     expect((await waitForJob(apiBase, r.body.jobId)).state).toBe("failed");
-    const line = await waitFor(() => worker.output().split("\n").find((l) => l.includes('"write failed permanently"') && l.includes(r.body.jobId)), 10_000, "the failure's log line");
+    const line = await waitFor(() => output().split("\n").find((l) => l.includes('"write failed permanently"') && l.includes(r.body.jobId)), 10_000, "the failure's log line");
     expect(JSON.parse(line)).toMatchObject({ trace_id: traceId, span_id: expect.stringMatching(/^[0-9a-f]{16}$/) });
   });
 });
@@ -216,10 +267,14 @@ describe("an unreachable collector", () => {
 
 describe("a welcome email the outbox sweep sends", () => {
   // The relay holds its emails for 10 s; the sweep takes pending outbox rows at once.
-  const stack = tracedStack("otel-sweep", (url) => ({
-    worker: { OTEL_EXPORTER_OTLP_ENDPOINT: url, EMAIL_RELAY_WAIT_MS: "10000", EMAIL_DISPATCH_AFTER_MS: "0", EMAIL_DISPATCH_INTERVAL_MS: "50" },
-    api: { OTEL_EXPORTER_OTLP_ENDPOINT: url },
-  }));
+  const stack = tracedStack(
+    "otel-sweep",
+    asProcesses((url) => ({
+      // The relay holds its emails for 10 s; the sweep takes pending outbox rows at once.
+      worker: { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", EMAIL_RELAY_WAIT_MS: "10000", EMAIL_DISPATCH_AFTER_MS: "0", EMAIL_DISPATCH_INTERVAL_MS: "50" },
+      api: { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" },
+    })),
+  );
 
   it("still joins the trace of the write that owes it (the outbox row keeps its trace context)", async () => {
     const { receiver, apiBase } = stack;
@@ -236,5 +291,7 @@ describe("a welcome email the outbox sweep sends", () => {
     const email = spans.find((s) => s.name === "email.welcome process")!;
     expect(write.attributes["messaging.message.id"]).toBe(r.body.jobId);
     expect(email.parentSpanId).toBe(write.spanId);
+    // The worker exported in JSON, the API in protobuf.
+    expect(new Set(receiver.encodings)).toEqual(new Set(["application/json", "application/x-protobuf"]));
   });
 });
