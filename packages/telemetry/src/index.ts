@@ -23,6 +23,48 @@ export function tracingConfigured(env: Env): boolean {
   return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim());
 }
 
+const PROTOCOLS = ["http/protobuf", "http/json", "grpc"];
+const SAMPLERS = ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"];
+
+/**
+ * What is wrong with the OTEL_* values this service reads, when tracing is configured:
+ * the SDK would fall back silently, and an operator would look for traces that never come.
+ */
+export function tracingEnvProblems(env: Env): string[] {
+  if (!tracingConfigured(env)) return [];
+  const problems: string[] = [];
+  for (const name of ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"]) {
+    const value = env[name]?.trim();
+    if (value && !PROTOCOLS.includes(value)) problems.push(`${name} must be one of ${PROTOCOLS.join(", ")}, got "${value}"`);
+  }
+  for (const name of ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]) {
+    const value = env[name]?.trim();
+    if (value && !/^https?:\/\/[^/]/.test(value)) problems.push(`${name} must be an http:// or https:// URL, got "${value}"`);
+  }
+  const sampler = env.OTEL_TRACES_SAMPLER?.trim();
+  if (sampler && !SAMPLERS.includes(sampler)) problems.push(`OTEL_TRACES_SAMPLER must be one of ${SAMPLERS.join(", ")}, got "${sampler}"`);
+  const arg = env.OTEL_TRACES_SAMPLER_ARG?.trim();
+  if (arg && sampler?.endsWith("traceidratio") && !(Number(arg) >= 0 && Number(arg) <= 1)) {
+    problems.push(`OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1, got "${arg}"`);
+  }
+  return problems;
+}
+
+/**
+ * An app's entry: checks the OTEL_* values (a bad one stops the process with its name),
+ * loads the tracing module when an endpoint is configured, then the main module, so that
+ * the instrumentations see every module the main one imports.
+ */
+export async function bootWithTracing(env: Env, tracingModule: URL, mainModule: URL): Promise<void> {
+  const problems = tracingEnvProblems(env);
+  if (problems.length) {
+    console.error(`invalid configuration:\n  ${problems.join("\n  ")}`);
+    process.exit(1);
+  }
+  if (tracingConfigured(env)) await import(tracingModule.href);
+  await import(mainModule.href);
+}
+
 export function markTracingStarted(): void {
   (globalThis as Record<symbol, unknown>)[STARTED] = true;
 }
