@@ -178,6 +178,7 @@ describe("one registration is one trace", () => {
 
     // The standard resource variables reach the exported resource; the default names apply.
     expect(new Set(spans.map((s) => s.service))).toEqual(new Set(["ingest-api", "ingest-worker"]));
+    for (const s of spans) expect(s.resource["deployment.environment.name"], s.name).toBe("test");
     expect(new Set(receiver.encodings)).toEqual(new Set(["application/x-protobuf"]));
   });
 
@@ -271,7 +272,7 @@ describe("a welcome email the outbox sweep sends", () => {
     "otel-sweep",
     asProcesses((url) => ({
       // The relay holds its emails for 10 s; the sweep takes pending outbox rows at once.
-      worker: { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", EMAIL_RELAY_WAIT_MS: "10000", EMAIL_DISPATCH_AFTER_MS: "0", EMAIL_DISPATCH_INTERVAL_MS: "50" },
+      worker: { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_SERVICE_NAME: "ingest-mailer", EMAIL_RELAY_WAIT_MS: "10000", EMAIL_DISPATCH_AFTER_MS: "0", EMAIL_DISPATCH_INTERVAL_MS: "50" },
       api: { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" },
     })),
   );
@@ -291,6 +292,8 @@ describe("a welcome email the outbox sweep sends", () => {
     const email = spans.find((s) => s.name === "email.welcome process")!;
     expect(write.attributes["messaging.message.id"]).toBe(r.body.jobId);
     expect(email.parentSpanId).toBe(write.spanId);
+    // OTEL_SERVICE_NAME replaces the default name.
+    expect(new Set(spans.map((s) => s.service))).toEqual(new Set(["ingest-api", "ingest-mailer"]));
     // The worker exported in JSON, the API in protobuf.
     expect(new Set(receiver.encodings)).toEqual(new Set(["application/json", "application/x-protobuf"]));
   });

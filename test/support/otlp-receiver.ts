@@ -5,6 +5,8 @@ import protobuf from "protobufjs";
 
 export type ReceivedSpan = {
   service: string;
+  /** The exporting process's resource attributes. */
+  resource: Record<string, unknown>;
   traceId: string;
   spanId: string;
   parentSpanId: string;
@@ -57,10 +59,12 @@ const kindOf = (k: number | string | undefined) => (typeof k === "string" ? Math
 
 function spansOf(req: RawRequest, base64: boolean): ReceivedSpan[] {
   return (req.resourceSpans ?? []).flatMap((rs) => {
-    const service = String(attrs(rs.resource?.attributes)["service.name"] ?? "");
+    const resource = attrs(rs.resource?.attributes);
+    const service = String(resource["service.name"] ?? "");
     return (rs.scopeSpans ?? []).flatMap((ss) =>
       (ss.spans ?? []).map((s) => ({
         service,
+        resource,
         traceId: hexOf(s.traceId, base64),
         spanId: hexOf(s.spanId, base64),
         parentSpanId: hexOf(s.parentSpanId, base64),
