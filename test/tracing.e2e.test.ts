@@ -180,6 +180,8 @@ describe("one registration is one trace", () => {
     expect(new Set(spans.map((s) => s.service))).toEqual(new Set(["ingest-api", "ingest-worker"]));
     for (const s of spans) expect(s.resource["deployment.environment.name"], s.name).toBe("test");
     expect(new Set(receiver.encodings)).toEqual(new Set(["application/x-protobuf"]));
+    // BullMQ's housekeeping (stalled-job checks every few seconds per queue) is not exported.
+    expect(receiver.spans.filter((s) => /^(startStalledCheckTimer|moveStalledJobsToWait|getNextJob) /.test(s.name)).map((s) => s.name)).toEqual([]);
   });
 
   it("a caller's decision not to sample is followed by the API and the worker: nothing of that write is exported", async () => {

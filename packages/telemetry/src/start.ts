@@ -9,6 +9,7 @@ import { HttpInstrumentation } from "@opentelemetry/instrumentation-http";
 import { IORedisInstrumentation } from "@opentelemetry/instrumentation-ioredis";
 import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
 import { markTracingStarted, tracingConfigured } from "./index.js";
+import { createSampler } from "./sampler.js";
 
 type Env = Record<string, string | undefined>;
 
@@ -21,8 +22,9 @@ function serviceNameOr(env: Env, fallback: string): string | undefined {
 
 /**
  * Starts the SDK when configured; answers whether it did. The SDK reads the rest of the
- * standard environment itself (protocol, headers, sampler, resource attributes, batch
- * and export timeouts). Spans leave through a BatchSpanProcessor in the background, so
+ * standard environment itself (protocol, headers, resource attributes, batch and export
+ * timeouts); the sampler is the standard one the environment names, less BullMQ's
+ * housekeeping (sampler.ts). Spans leave through a BatchSpanProcessor in the background, so
  * a collector that is slow or away only drops spans, never delays a request.
  */
 export async function startTracing(defaultServiceName: string, env: Env = process.env): Promise<boolean> {
@@ -33,6 +35,7 @@ export async function startTracing(defaultServiceName: string, env: Env = proces
   const serviceName = serviceNameOr(env, defaultServiceName);
   const sdk = new NodeSDK({
     ...(serviceName ? { serviceName } : {}),
+    sampler: createSampler(env),
     // Traces only: the apps' metrics are Prometheus', and logs go to stdout.
     ...(env.OTEL_METRICS_EXPORTER ? {} : { metricReaders: [] }),
     ...(env.OTEL_LOGS_EXPORTER ? {} : { logRecordProcessors: [] }),
