@@ -1,4 +1,4 @@
-// Tracing helpers for the write path: the W3C trace context a write or an email carries
+// Tracing for the write path: the W3C trace context a write or an email carries
 // through Redis, the spans of one write inside a batch, and the log fields of the active
 // span. All of them cost next to nothing when no SDK was started (no OTLP endpoint).
 import { context, isSpanContextValid, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link, type Span } from "@opentelemetry/api";
