@@ -20,6 +20,7 @@ import { ensureWrk } from "./lib/wrk.mjs";
 import { runLanes } from "./scenarios/lanes.mjs";
 import { runReads } from "./scenarios/reads.mjs";
 import { runScaling } from "./scenarios/scaling.mjs";
+import { runTracing } from "./scenarios/tracing.mjs";
 
 let opts;
 try {
@@ -84,7 +85,7 @@ async function main() {
 
   const results = {};
   const want = (s) => opts.only.includes(s);
-  if (["generator", "ingest", "drain", "system", "reads"].some(want)) ensureWrk();
+  if (["generator", "ingest", "drain", "system", "reads", "tracing"].some(want)) ensureWrk();
   if (want("generator")) results.generator = await runGenerator(ctx, log);
   if (want("ingest")) results.ingest = await runIngest(ctx, log);
   if (want("drain")) results.drain = await runDrain(ctx, log);
@@ -94,6 +95,7 @@ async function main() {
   if (want("lanes")) results.lanes = await runLanes(ctx, log);
   if (want("catalog")) results.catalog = await runCatalog(ctx, log);
   if (want("scaling")) results.scaling = await runScaling(ctx, log);
+  if (want("tracing")) results.tracing = await runTracing(ctx, log);
   return { machine, results };
 }
 

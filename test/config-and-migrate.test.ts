@@ -29,6 +29,10 @@ describe("configuration is validated once at start", () => {
     ["api", { SHED_LAG_MS: "-1" }, "SHED_LAG_MS"],
     ["api", { CORS_ORIGINS: "https://shop.example/" }, "CORS_ORIGINS"],
     ["worker", { REDIS_URL: "not a url" }, "REDIS_URL"],
+    ["api", { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", OTEL_EXPORTER_OTLP_PROTOCOL: "http/xml" }, "OTEL_EXPORTER_OTLP_PROTOCOL"],
+    ["worker", { OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" }, "OTEL_EXPORTER_OTLP_ENDPOINT"],
+    ["worker", { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://127.0.0.1:4318/v1/traces", OTEL_TRACES_SAMPLER: "sometimes" }, "OTEL_TRACES_SAMPLER"],
+    ["api", { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "10%" }, "OTEL_TRACES_SAMPLER_ARG"],
   ])("%s with a bad %j stops with a message naming the variable", (app, env, name) => {
     const res = start(app, env);
     expect(res.status).toBe(1);

@@ -120,9 +120,11 @@ describe.each(Object.entries(RENDERED))("Kubernetes manifests: %s", (variant, ob
   const apiContainer = containerOf(api, "api");
   const workerContainer = containerOf(worker, "worker");
 
-  it("every object matches the Kubernetes or KEDA schema of its kind, with no unknown field", () => {
+  it("every object matches the Kubernetes, KEDA or Prometheus Operator schema of its kind, with no unknown field", () => {
     expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(
       [
+        // The alert rules ship with the production overlay (the base needs no Operator).
+        ...(variant === "production" ? ["PrometheusRule/ingest"] : []),
         "ConfigMap/ingest-api-config",
         "ConfigMap/ingest-config",
         "ConfigMap/ingest-worker-config",

@@ -32,7 +32,9 @@ scaling (only when named: --only scaling): drain throughput of the product's wor
 BullMQ's no-op worker per process count, against the configured Redis and against a private
 3-master Redis Cluster (redis-server and redis-cli on PATH) started and stopped by the run
   --scaling-workers LIST worker process counts (default 1,2,4,8; 1 to 8)
-  --scaling-jobs N       jobs per drain (default 6000, quick 1500)`;
+  --scaling-jobs N       jobs per drain (default 6000, quick 1500)
+tracing (only when named: --only tracing): POST /registrations with no OTLP endpoint (tracing
+off, the default) against APIs exporting every trace, and 10% of them, to a local OTLP receiver`;
 
 // The default run, and the only kind that may replace bench/results/latest.*.
 export const SCENARIOS = ["generator", "ingest", "drain", "system", "reads"];
@@ -40,7 +42,8 @@ export const SCENARIOS = ["generator", "ingest", "drain", "system", "reads"];
 // default run; lanes takes about 70 s (bounded near 2 min by its drain cap and settle
 // waits), which would take the default run's bound past 5 minutes.
 // scaling drains 16 pairs (2 targets × 4 counts × 2 kinds), about 3 minutes on its own.
-const OPTIONAL_SCENARIOS = ["e2e", "catalog", "lanes", "scaling"];
+// tracing measures the API with and without an OTLP endpoint (docs/OPERATIONS.md).
+const OPTIONAL_SCENARIOS = ["e2e", "catalog", "lanes", "scaling", "tracing"];
 
 export function parseOptions(argv) {
   const { values } = parseArgs({

@@ -12,7 +12,7 @@ export function buildRows(results) {
   const rows = [];
   const ratio = (a, b) => (a && b ? a / b : undefined);
   const check = (r, target) => (r === undefined ? { target, met: undefined } : { target, met: r >= target });
-  const { generator, system, ingest, drain, e2e, reads, catalog, lanes, scaling } = results;
+  const { generator, system, ingest, drain, e2e, reads, catalog, lanes, scaling, tracing } = results;
 
   const us = (v) => (v === undefined ? "n/a" : fmt(v));
   const cpuParts = (c, keys) => keys.filter(([k]) => c?.[k] !== undefined).map(([k, label]) => `${label} ${us(c[k])}`).join(", ");
@@ -172,6 +172,14 @@ export function buildRows(results) {
         }
       }
     }
+  }
+  if (tracing) {
+    const group = "tracing";
+    rows.push({ group, label: "API POST /registrations, no OTLP endpoint (tracing off)", value: tracing.off.rate, unit: "req/s", p50: tracing.off.p50, p99: tracing.off.p99, product: true, ratios: [] });
+    rows.push({ group, label: "API POST /registrations, every span exported over OTLP", value: tracing.on.rate, unit: "req/s", p50: tracing.on.p50, p99: tracing.on.p99, product: true, note: "informational",
+      ratios: [{ to: "tracing off", ratio: ratio(tracing.on.rate, tracing.off.rate) }] });
+    rows.push({ group, label: "API POST /registrations, 10% of traces sampled and exported", value: tracing.sampled.rate, unit: "req/s", p50: tracing.sampled.p50, p99: tracing.sampled.p99, product: true, note: "informational",
+      ratios: [{ to: "tracing off", ratio: ratio(tracing.sampled.rate, tracing.off.rate) }] });
   }
   return rows;
 }

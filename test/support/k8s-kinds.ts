@@ -9,6 +9,7 @@ import type { ISecret } from "kubernetes-models/v1/Secret";
 import type { IService } from "kubernetes-models/v1/Service";
 import type { IScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import type { ITriggerAuthentication } from "@kubernetes-models/keda/keda.sh/v1alpha1/TriggerAuthentication";
+import type { IPrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 
 export type K8sKinds = {
   "apps/v1/Deployment": IDeployment;
@@ -20,4 +21,5 @@ export type K8sKinds = {
   "v1/Service": IService;
   "keda.sh/v1alpha1/ScaledObject": IScaledObject;
   "keda.sh/v1alpha1/TriggerAuthentication": ITriggerAuthentication;
+  "monitoring.coreos.com/v1/PrometheusRule": IPrometheusRule;
 };

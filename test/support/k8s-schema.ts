@@ -8,13 +8,15 @@ import { Secret } from "kubernetes-models/v1/Secret";
 import { Service } from "kubernetes-models/v1/Service";
 import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import { TriggerAuthentication } from "@kubernetes-models/keda/keda.sh/v1alpha1/TriggerAuthentication";
+import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 import type { K8sObject } from "./kustomize.js";
 
 /**
  * Offline validation of Kubernetes objects, in two parts:
  *
  * 1. The JSON Schemas of the Kubernetes OpenAPI (kubernetes-models 4.5.1, which has the
- *    1.33 API groups) and of KEDA's CRDs (@kubernetes-models/keda 0.4.2), compiled to
+ *    1.33 API groups), of KEDA's CRDs (@kubernetes-models/keda 0.4.2) and of the
+ *    Prometheus Operator's (@kubernetes-models/prometheus-operator 4.4.4), compiled to
  *    Ajv validators by those packages: types, required fields, enums, formats.
  * 2. Unknown fields, which those schemas allow (the OpenAPI sets no
  *    additionalProperties) but the API server rejects under kubectl's default strict
@@ -34,6 +36,7 @@ const MODELS: Record<string, ModelClass> = {
   "v1/Service": Service,
   "keda.sh/v1alpha1/ScaledObject": ScaledObject,
   "keda.sh/v1alpha1/TriggerAuthentication": TriggerAuthentication,
+  "monitoring.coreos.com/v1/PrometheusRule": PrometheusRule,
 };
 
 const keyOf = (o: { apiVersion: string; kind: string }) => `${o.apiVersion}/${o.kind}`;

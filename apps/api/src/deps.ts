@@ -17,7 +17,8 @@ import type { BoardConfig } from "./admin/board.js";
 import { createMetrics } from "./metrics.js";
 import { createAuth } from "./middleware/auth.js";
 import { createCors } from "./middleware/cors.js";
-import { createQueueGuard } from "./middleware/queue-guard.js";
+import { createQueueGuard, memoryOf } from "./middleware/queue-guard.js";
+import { readiness } from "./routes/health.js";
 import { createRateLimit } from "./middleware/rate-limit.js";
 import { createShedder } from "./middleware/shed.js";
 import type { AppDeps } from "./app.js";
@@ -52,7 +53,7 @@ export function createRuntime(env: Env, log: Logger): Runtime {
   });
   watchdog.watch(redis, { name: "queue", critical: true });
   const queues = createQueues(redis, env.QUEUE_PREFIX, throttled((err: Error, queue) => log.warn({ err: err.message, queue }, "queue error")));
-  const { db, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-api", statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS });
+  const { db, pool, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-api", statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS });
   const redisReady = () => redis.status === "ready";
   const jobs = createJobStatusReader(queues, db, redisReady);
   const producer = new Producer({
@@ -67,7 +68,12 @@ export function createRuntime(env: Env, log: Logger): Runtime {
   let draining = false;
 
   // Each refers to the other only when called (a scrape, a shed request).
-  const metrics = createMetrics(queues, { eventLoopDelay: () => shedder.delayMs(), clustered: cluster.isWorker });
+  const metrics = createMetrics(queues, {
+    eventLoopDelay: () => shedder.delayMs(),
+    clustered: cluster.isWorker,
+    pool,
+    ops: { redisMemory: () => memoryOf(redis), ready: async () => (await readiness(deps.health)).ready },
+  });
   const shedder = createShedder({ lagMs: env.SHED_LAG_MS, onShed: () => metrics.shed.inc({ reason: "event_loop" }) });
   const queueGuard = createQueueGuard(queues, redis, {
     highWater: env.QUEUE_HIGH_WATER,

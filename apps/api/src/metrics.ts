@@ -6,6 +6,9 @@ import type { Request, RequestHandler, Response } from "express";
 import client from "prom-client";
 import { AppError } from "./errors.js";
 import { joinClusterMetrics } from "./metrics-cluster.js";
+import { registerOpsMetrics, type OpsSources } from "./metrics-ops.js";
+import { registerPoolMetrics } from "@ingest/db";
+import type pg from "pg";
 
 const JOB_STATES = ["waiting", "delayed", "prioritized", "active", "completed", "failed"] as const;
 // Queue depth is read from Redis at scrape time; a slow Redis must not hang the scrape.
@@ -19,6 +22,10 @@ export type MetricsOptions = {
   eventLoopDelay?: () => number;
   /** A node:cluster process: a scrape answers the sum over all the API's processes, gathered by the primary. */
   clustered?: boolean;
+  /** Redis memory and readiness, for the operators' alerts. */
+  ops?: OpsSources;
+  /** The PostgreSQL pool, whose use is exported. */
+  pool?: pg.Pool;
 };
 
 /**
@@ -136,6 +143,9 @@ export function createMetrics(queues: Queues, opts: MetricsOptions = {}) {
       for (const { labels, value } of counts) this.inc(labels, value);
     },
   });
+
+  registerOpsMetrics(registry, queues, opts.ops ?? {});
+  if (opts.pool) registerPoolMetrics(registry, { api: opts.pool });
 
   /** Times a finished request under its route template; counts how the cache served reads. */
   const observeRequest = (req: Request, res: Response, seconds: number) => {

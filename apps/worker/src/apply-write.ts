@@ -3,7 +3,7 @@
 import { check, JOBS, orderKeyOf } from "@ingest/jobs";
 import type { Db } from "@ingest/db";
 import { invalidDataError, PermanentJobError } from "./errors.js";
-import { HANDLERS, type Tx, type WriteHandler } from "./handlers/index.js";
+import { applyContextOf, HANDLERS, type ApplyContext, type Tx, type WriteHandler } from "./handlers/index.js";
 import { AlreadyAppliedError, findOutcomes, priorOutcome, recordCompleted, recordFailure } from "./ledger.js";
 import { appliedSeqs, lockProducts, orderTurn, setAppliedSeqs } from "./ordering.js";
 import type { Outcome, WriteEnvelope } from "./write.js";
@@ -12,7 +12,7 @@ export type ApplyOptions = { ignorePredecessor?: boolean };
 
 /** The handler of a write, seen through its erased payload type. */
 export const handlerOf = (write: WriteEnvelope) => HANDLERS[write.name] as unknown as WriteHandler<typeof write.name> & {
-  apply: (tx: Tx, payload: unknown, ctx: { jobId: string; requestId?: string | undefined }) => Promise<unknown>;
+  apply: (tx: Tx, payload: unknown, ctx: ApplyContext) => Promise<unknown>;
   superseded?: (payload: unknown) => unknown;
 };
 
@@ -56,7 +56,7 @@ async function applyInTx(tx: Tx, write: WriteEnvelope, opts: ApplyOptions): Prom
     const prior = (await findOutcomes(tx, [write.id])).get(write.id);
     if (prior) return prior;
   }
-  const ctx = { jobId: write.id, requestId: write.requestId };
+  const ctx = applyContextOf(write);
   const productId = orderKeyOf(write);
   let result: unknown;
   if (productId === undefined) result = await handlerOf(write).apply(tx, write.payload, ctx);

@@ -6,7 +6,7 @@ import { check, JOBS, orderKeyOf, type JobName } from "@ingest/jobs";
 import { sql } from "drizzle-orm";
 import { applyWrite, handlerOf, supersededResult } from "./apply-write.js";
 import { PermanentJobError, PredecessorPendingError } from "./errors.js";
-import type { Tx } from "./handlers/index.js";
+import { applyContextOf, type ApplyContext, type Tx } from "./handlers/index.js";
 import { findOutcomes, recordCompleted } from "./ledger.js";
 import { appliedSeqs, lockProducts, orderTurn, setAppliedSeqs } from "./ordering.js";
 import type { Outcome, WriteEnvelope } from "./write.js";
@@ -49,7 +49,7 @@ export async function applyWrites(db: Db, writes: WriteEnvelope[]): Promise<Batc
     try {
       const results = await recordMany(
         db,
-        items.map((i) => ({ payload: i.write.payload, ctx: { jobId: i.write.id, requestId: i.write.requestId }, ledger: { queue: i.write.queue, attempts: i.write.attemptsMade + 1, acceptedAt: i.write.timestamp } })),
+        items.map((i) => ({ payload: i.write.payload, ctx: applyContextOf(i.write), ledger: { queue: i.write.queue, attempts: i.write.attemptsMade + 1, acceptedAt: i.write.timestamp } })),
       );
       items.forEach((item, k) => {
         const result = results[k];
@@ -85,7 +85,7 @@ function fastPathOf(items: Item[]) {
   const first = items[0];
   if (!first || items.some((i) => i.write.redelivered || i.write.name !== first.write.name || orderKeyOf(i.write) !== undefined)) return undefined;
   return handlerOf(first.write).recordMany as
-    | ((db: Db, items: { payload: unknown; ctx: { jobId: string; requestId?: string | undefined }; ledger: { queue: string; attempts: number; acceptedAt: number } }[]) => Promise<unknown[]>)
+    | ((db: Db, items: { payload: unknown; ctx: ApplyContext; ledger: { queue: string; attempts: number; acceptedAt: number } }[]) => Promise<unknown[]>)
     | undefined;
 }
 
@@ -126,7 +126,7 @@ async function applyAllInTx(tx: Tx, items: Item[]): Promise<Map<number, Settled<
   const done: { item: Item; result: unknown }[] = [];
   for (const [name, group] of groupByName(unordered)) {
     const { apply, applyMany } = handlerOf(group[0]!.write);
-    const ctxOf = (i: Item) => ({ jobId: i.write.id, requestId: i.write.requestId });
+    const ctxOf = (i: Item) => applyContextOf(i.write);
     if (applyMany && group.length > 1) {
       const results = await (applyMany as (tx: Tx, items: { payload: unknown; ctx: ReturnType<typeof ctxOf> }[]) => Promise<unknown[]>)(
         tx,
@@ -190,7 +190,7 @@ async function applyOrdered(tx: Tx, items: Item[]) {
       applied.push({ item, result: supersededResult(item.write) });
       continue;
     }
-    const result = await handlerOf(item.write).apply(tx, item.write.payload, { jobId: item.write.id, requestId: item.write.requestId });
+    const result = await handlerOf(item.write).apply(tx, item.write.payload, applyContextOf(item.write));
     applied.push({ item, result });
     appliedSeq.set(productId, seq);
     moved.set(productId, seq);

@@ -21,6 +21,8 @@ export type RunDeps = PredecessorDeps & {
   waitBudgetMs?: number;
   onBatch?: (size: number, fellBack: boolean) => void;
   onOrderWait?: () => void;
+  /** Runs a chunk's statements in the context it chooses (the trace of a lone write). */
+  inChunk?: <T>(writes: WriteEnvelope[], fn: () => Promise<T>) => Promise<T>;
 };
 
 /** Called once per write with its final outcome, in the order they become known. */
@@ -61,7 +63,8 @@ async function runChunk(deps: RunDeps, chunk: Indexed[], onOutcome: OnOutcome, d
   let todo = chunk;
   let failure: unknown;
   for (let pause = FIRST_PAUSE_MS; todo.length; pause = Math.min(pause * 2, MAX_PAUSE_MS)) {
-    const report = await applyWrites(deps.db, todo.map((t) => t.write));
+    const writes = todo.map((t) => t.write);
+    const report = await (deps.inChunk ? deps.inChunk(writes, () => applyWrites(deps.db, writes)) : applyWrites(deps.db, writes));
     deps.onBatch?.(todo.length, report.fellBack);
     const settled = await Promise.all(report.settled);
     const waiting: Indexed[] = [];

@@ -3,7 +3,9 @@
 // fails for good turned into a failed job of its own, so Bull Board shows it with its
 // reason and an operator can retry it there.
 import { JOBS, writesOf, WRITES_JOB, type JobData, type Queues, type WriteOutcome, type WriteQueueName, type WritesResult } from "@ingest/jobs";
+import { traceFieldsOf } from "@ingest/telemetry";
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
+import { traceWrites } from "./write-spans.js";
 import type { CommitInvalidation } from "./catalog-invalidation.js";
 import type { Logger } from "./logger.js";
 import { observeBatch, type WorkerMetrics } from "./metrics.js";
@@ -76,6 +78,8 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
       redelivered: redelivered || w.spilledFrom !== undefined,
     }));
     if (carrier) deps.metrics.carrierWrites.observe(writes.length);
+    // Each write's span in the trace of the request that made it (none unless tracing is on).
+    const spans = traceWrites(queue, job.id, envelopes);
 
     const outcomes: (Outcome | undefined)[] = new Array(envelopes.length);
     const started = performance.now();
@@ -83,6 +87,7 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
     let applied: { write: WriteEnvelope; result: unknown }[] = [];
     const onOutcome = (index: number, write: WriteEnvelope, outcome: Outcome) => {
       outcomes[index] = outcome;
+      spans?.settled(write, outcome);
       deps.metrics.duration.observe({ queue, job_name: write.name, outcome: outcome.status }, (performance.now() - started) / 1_000);
       if (outcome.status === "completed") {
         changed = changed.concat(invalidatedBy(write, outcome.result));
@@ -92,7 +97,8 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
       // A spilled write's failure was counted and logged when it first failed.
       if (write.spilledFrom !== undefined) return;
       deps.metrics.failures.inc({ queue, job_name: write.name, kind: "permanent" });
-      deps.log.warn({ jobId: write.id, jobName: write.name, requestId: write.requestId, code: outcome.code, reason: outcome.message }, "write failed permanently");
+      // The write's own trace, not the carrier's.
+      deps.log.warn({ jobId: write.id, jobName: write.name, requestId: write.requestId, code: outcome.code, reason: outcome.message, ...traceFieldsOf(write.trace) }, "write failed permanently");
     };
     // Before the job reports completed: the next read after that must miss the cache.
     const afterChunk = async () => {
@@ -106,8 +112,9 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
 
     let waiting: WriteEnvelope[];
     try {
-      waiting = await runWrites(run, envelopes, onOutcome, afterChunk);
+      waiting = await runWrites(spans ? { ...run, inChunk: spans.inChunk } : run, envelopes, onOutcome, afterChunk);
     } catch (err) {
+      spans?.unsettled(err);
       await afterChunk();
       const unfinished = envelopes.filter((_, k) => outcomes[k] === undefined);
       if (databaseUnavailable(err)) {
@@ -128,6 +135,7 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
       await spill(job.id!, unfinished);
       waiting = [];
     }
+    spans?.unsettled("waiting for an earlier edit of its product", false);
     if (waiting.length) {
       // Earlier edits of their products are still pending: the job steps aside (spending
       // no attempt) so its slot can run them, and comes back for the waiting writes; the

@@ -2,6 +2,7 @@
 // one BullMQ add per carrier, and tells each write when its carrier is stored.
 import { randomUUID } from "node:crypto";
 import { withTimeout } from "@ingest/config";
+import { context, inSpan, linkTo, ROOT_CONTEXT, SpanKind, tracer, tracingEnabled } from "@ingest/telemetry";
 import type { Queue } from "bullmq";
 import { writeIdOf, WRITES_JOB, type Write, type WritesJobData } from "./writes.js";
 
@@ -113,10 +114,11 @@ export function createCarrierAdder(queue: Pick<Queue, "add">, opts: CarrierAdder
       const waiters = this.waiters.splice(0);
       const writes = this.writes.splice(0);
       const data: WritesJobData = { writes };
-      void (async () => {
+      const send = async () => {
         await withTimeout(queue.add(WRITES_JOB, data as never, { jobId: this.id }), opts.timeoutMs, "queue add");
         await opts.afterAdd?.();
-      })().then(
+      };
+      void (tracingEnabled() ? this.tracedSend(writes, send) : send()).then(
         () => {
           opts.onAdded?.(writes.length);
           for (const w of waiters) w.resolve();
@@ -125,6 +127,20 @@ export function createCarrierAdder(queue: Pick<Queue, "add">, opts: CarrierAdder
           for (const w of waiters) w.reject(err);
         },
       );
+    }
+
+    /**
+     * The carrier's add in a trace of its own (it holds writes of many requests), linked
+     * to each write's publish span; BullMQ's telemetry carries it on to the worker.
+     */
+    private tracedSend(writes: Write[], send: () => Promise<void>): Promise<void> {
+      const links = writes.flatMap((w) => linkTo(w.trace, { "messaging.message.id": w.id }) ?? []);
+      const span = tracer.startSpan(
+        "carrier send",
+        { kind: SpanKind.PRODUCER, links, attributes: { "messaging.system": "bullmq", "messaging.message.id": this.id, "messaging.batch.message_count": writes.length } },
+        ROOT_CONTEXT,
+      );
+      return context.with(ROOT_CONTEXT, () => inSpan(span, send));
     }
   }
 

@@ -1,3 +1,4 @@
+import type { TraceCarrier } from "@ingest/telemetry";
 import type { Static, TSchema } from "@sinclair/typebox";
 import {
   ZProductCreateJob,
@@ -95,6 +96,8 @@ export type JobData<N extends JobName = JobName> = {
   /** The job that took prevSeq, so a worker can tell a slow predecessor from a lost one. */
   prevJobId?: string;
   requestId?: string;
+  /** The W3C trace context of the request that made the write, when it was traced. */
+  trace?: TraceCarrier;
   /** A write that failed for good in the carrier named here, now a job of its own. */
   spilledFrom?: string;
   /** A spilled write's acceptance (its carrier's timestamp), in ms. */

@@ -3,6 +3,7 @@
 // an email that fails for good becomes a job of its own (`eml-welcome-<registrationId>`),
 // so Bull Board shows it with its reason and a retry there sends it.
 import { createHash } from "node:crypto";
+import type { TraceCarrier } from "@ingest/telemetry";
 import type { JobsOptions } from "bullmq";
 import { JOB_ID_PREFIX } from "./definitions.js";
 import type { TWelcomeEmailJob } from "./payloads.js";
@@ -12,10 +13,10 @@ export const WELCOME_EMAIL_JOB = "email.welcome";
 /** A batch of emails in one job. */
 export const WELCOME_BATCH_JOB = "email.welcome-batch";
 
-/** What an email job stores: the payload, and the request id of the write that led to it. */
-export type EmailJobData = { payload: TWelcomeEmailJob; requestId?: string };
+/** What an email job stores: the payload, and the request id and trace context of the write that led to it. */
+export type EmailJobData = { payload: TWelcomeEmailJob; requestId?: string; trace?: TraceCarrier };
 
-export type WelcomeEmail = TWelcomeEmailJob & { requestId?: string };
+export type WelcomeEmail = TWelcomeEmailJob & { requestId?: string; trace?: TraceCarrier };
 export type WelcomeBatchData = { emails: WelcomeEmail[] };
 
 /** The emails a job of the emails queue holds, or undefined for a job that is not one. */
@@ -26,7 +27,7 @@ export function emailsOf(job: { name: string; data: unknown }): WelcomeEmail[] |
   }
   if (job.name !== WELCOME_EMAIL_JOB) return undefined;
   const data = job.data as Partial<EmailJobData> | null;
-  return data?.payload ? [{ ...data.payload, ...(data.requestId ? { requestId: data.requestId } : {}) }] : undefined;
+  return data?.payload ? [{ ...data.payload, ...(data.requestId ? { requestId: data.requestId } : {}), ...(data.trace ? { trace: data.trace } : {}) }] : undefined;
 }
 
 /** One email's own job: one id per registration. */
@@ -52,6 +53,6 @@ export const emailJobOptions = (retry: EmailRetry): JobsOptions => ({
 
 /** An email as a job of its own (data as WELCOME_EMAIL_JOB takes it). */
 export function welcomeEmailData(email: WelcomeEmail): EmailJobData {
-  const { requestId, ...payload } = email;
-  return { payload, ...(requestId ? { requestId } : {}) };
+  const { requestId, trace, ...payload } = email;
+  return { payload, ...(requestId ? { requestId } : {}), ...(trace ? { trace } : {}) };
 }

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { withTimeout } from "@ingest/config";
+import { activeTraceCarrier, inSpan, SpanKind, tracer, tracingEnabled } from "@ingest/telemetry";
 import { BULK_QUEUE, JOB_ID_PREFIX, JOBS, type JobName, type PayloadOf, type WriteQueueName } from "./definitions.js";
 import { createCarrierAdder, type CarrierAdder } from "./carrier-add.js";
 import type { RedisClient } from "./connection.js";
@@ -142,7 +143,14 @@ export class Producer {
 
     if (this.redis.status !== "ready") throw new QueueUnavailableError();
     try {
-      return await this.store(name, checked.value, opts);
+      if (!tracingEnabled()) return await this.store(name, checked.value, opts);
+      // The enqueue as a span of the request's trace; the write carries its context to the worker.
+      const span = tracer.startSpan(`${def.queue} publish`, {
+        kind: SpanKind.PRODUCER,
+        attributes: { "messaging.system": "bullmq", "messaging.operation.type": "publish", "messaging.destination.name": def.queue, "ingest.job_name": name },
+      });
+      const accepted = await inSpan(span, () => this.store(name, checked.value, opts).then((a) => (span.setAttribute("messaging.message.id", a.jobId), a)));
+      return accepted;
     } catch (err) {
       if (err instanceof IdempotencyConflictError) throw err;
       throw new QueueUnavailableError(err);
@@ -211,6 +219,8 @@ export class Producer {
     const slot = this.carrier(def.queue).reserve(opts.sizeHint);
     const write: Write<N> = { id: slot.id, name, payload };
     if (opts.requestId) write.requestId = opts.requestId;
+    const traceContext = activeTraceCarrier();
+    if (traceContext) write.trace = traceContext;
     const idem = opts.idempotency;
     const idemKey = idem ? `${this.deps.prefix}:idem:${hashKey(idem.scope)}:${hashKey(idem.key)}` : undefined;
     const productId = orderKeyOf(write);

@@ -1,3 +1,4 @@
+import { bullmqTelemetry } from "@ingest/telemetry";
 import { Queue, type Job, type JobsOptions } from "bullmq";
 import type { RedisClient } from "./connection.js";
 import { QUEUE_NAMES, type QueueName } from "./definitions.js";
@@ -51,6 +52,8 @@ export function createQueues(
       prefix,
       defaultJobOptions: DEFAULT_JOB_OPTIONS,
       streams: { events: { maxLen: 10_000 } },
+      // BullMQ's own spans of add and addBulk, when tracing is on.
+      ...bullmqTelemetry(),
     });
     queue.on("error", (err) => onError(err, name));
     return [name, queue] as const;

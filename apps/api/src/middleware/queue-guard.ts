@@ -19,7 +19,7 @@ export type QueueGuardOptions = {
 };
 
 /** used_memory and maxmemory of a server, from INFO memory (one server: the queues' master). */
-async function memoryOf(redis: RedisClient): Promise<{ used: number; max: number }> {
+export async function memoryOf(redis: RedisClient): Promise<{ used: number; max: number }> {
   const info = await (redis as { info(section: string): Promise<string> }).info("memory");
   const field = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, "m").exec(info)?.[1] ?? 0);
   return { used: field("used_memory"), max: field("maxmemory") };

@@ -17,7 +17,16 @@ const probe = (check: () => Promise<unknown>, timeoutMs: number): Promise<boolea
     () => false,
   );
 
-export function healthRoutes({ checks, isDraining, instance, timeoutMs = 1_000 }: HealthDeps): Router {
+/** What /readyz answers: each dependency's probe, and whether the process drains. */
+export async function readiness({ checks, isDraining, timeoutMs = 1_000 }: HealthDeps) {
+  const names = Object.keys(checks);
+  const results = await Promise.all(names.map((n) => probe(checks[n]!, timeoutMs)));
+  const draining = isDraining();
+  return { ready: !draining && results.every(Boolean), draining, names, results };
+}
+
+export function healthRoutes(health: HealthDeps): Router {
+  const { instance } = health;
   const alive = JSON.stringify(instance ? { status: "ok", instance } : { status: "ok" });
   const router = Router();
   const getOnly = methodNotAllowed(["GET", "HEAD"]);
@@ -30,12 +39,10 @@ export function healthRoutes({ checks, isDraining, instance, timeoutMs = 1_000 }
   router
     .route("/readyz")
     .get(async (_req, res) => {
-      const names = Object.keys(checks);
-      const results = await Promise.all(names.map((n) => probe(checks[n]!, timeoutMs)));
+      const { ready, draining, names, results } = await readiness(health);
       const deps = Object.fromEntries(names.map((n, i) => [n, results[i] ? "up" : "down"]));
-      const draining = isDraining();
       res.set("Cache-Control", "no-store");
-      if (!draining && results.every(Boolean)) {
+      if (ready) {
         res.json({ status: "ready", draining, ...deps });
         return;
       }

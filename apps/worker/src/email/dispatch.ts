@@ -1,6 +1,7 @@
 import { throttled, withTimeout } from "@ingest/config";
 import type { Db } from "@ingest/db";
 import { emailJobOptions, welcomeBatchJobId, WELCOME_BATCH_JOB, type EmailRetry, type WelcomeBatchData } from "@ingest/jobs";
+import type { TraceCarrier } from "@ingest/telemetry";
 import type { Queue } from "bullmq";
 import { sql } from "drizzle-orm";
 import type { Logger } from "../logger.js";
@@ -39,7 +40,7 @@ export type WelcomeDispatcher = {
 
 const ignore = () => {};
 
-type PendingRow = { registration_id: number; recipient: string; name: string; request_id: string | null };
+type PendingRow = { registration_id: number; recipient: string; name: string; request_id: string | null; trace_context: TraceCarrier | null };
 
 /**
  * Sweeps up the welcome emails the relay missed: rows of the email_sends outbox still
@@ -65,7 +66,7 @@ export function createWelcomeDispatcher(deps: WelcomeDispatcherDeps): WelcomeDis
     if (unsettledAdd) return 0;
     const count = await deps.db.transaction(async (tx) => {
       const { rows } = await tx.execute<PendingRow>(sql`
-        select e.registration_id, e.recipient, r.name, e.request_id
+        select e.registration_id, e.recipient, r.name, e.request_id, e.trace_context
         from email_sends e
         join registrations r on r.id = e.registration_id
         where e.status = 'pending' and e.kind = 'welcome'
@@ -78,7 +79,13 @@ export function createWelcomeDispatcher(deps: WelcomeDispatcherDeps): WelcomeDis
       for (let start = 0; start < rows.length; start += perJob) {
         const part = rows.slice(start, start + perJob);
         const data: WelcomeBatchData = {
-          emails: part.map((r) => ({ registrationId: r.registration_id, email: r.recipient, name: r.name, ...(r.request_id ? { requestId: r.request_id } : {}) })),
+          emails: part.map((r) => ({
+            registrationId: r.registration_id,
+            email: r.recipient,
+            name: r.name,
+            ...(r.request_id ? { requestId: r.request_id } : {}),
+            ...(r.trace_context ? { trace: r.trace_context } : {}),
+          })),
         };
         jobs.push({ name: WELCOME_BATCH_JOB, data: data as never, opts: { ...opts, jobId: welcomeBatchJobId(part.map((r) => r.registration_id)) } });
       }

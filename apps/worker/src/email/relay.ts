@@ -3,6 +3,7 @@
 // (dispatch.ts) only sweeps up rows this missed (a worker killed between the commit and
 // the add, Redis away at that moment).
 import { withTimeout } from "@ingest/config";
+import type { TraceCarrier } from "@ingest/telemetry";
 import { emailJobOptions, welcomeBatchJobId, WELCOME_BATCH_JOB, type EmailRetry, type RegistrationResult, type WelcomeBatchData, type WelcomeEmail } from "@ingest/jobs";
 import type { Queue } from "bullmq";
 import type { Logger } from "../logger.js";
@@ -11,7 +12,7 @@ import { EMAILS_PER_JOB } from "./dispatch.js";
 // The worker's connection waits for Redis rather than failing; the writes must not wait with it.
 const ADD_TIMEOUT_MS = 5_000;
 
-export type Applied = { write: { name: string; payload: unknown; requestId?: string | undefined }; result: unknown };
+export type Applied = { write: { name: string; payload: unknown; requestId?: string | undefined; trace?: TraceCarrier | undefined }; result: unknown };
 
 export type WelcomeRelay = {
   /** Takes the emails owed by writes just committed; never throws. */
@@ -28,7 +29,14 @@ export function welcomeEmailsOf(applied: Applied[]): WelcomeEmail[] {
     const r = result as RegistrationResult | null;
     if (r?.outcome !== "created") continue;
     const { registration } = write.payload as { registration: { email: string; name: string } };
-    emails.push({ registrationId: r.registrationId, email: registration.email, name: registration.name, ...(write.requestId ? { requestId: write.requestId } : {}) });
+    emails.push({
+      registrationId: r.registrationId,
+      email: registration.email,
+      name: registration.name,
+      ...(write.requestId ? { requestId: write.requestId } : {}),
+      // The email continues the trace of the write that owes it.
+      ...(write.trace ? { trace: write.trace } : {}),
+    });
   }
   return emails;
 }

@@ -13,10 +13,12 @@ import {
   type EmailRetry,
   type WelcomeEmail,
 } from "@ingest/jobs";
+import { traceFieldsOf } from "@ingest/telemetry";
 import { UnrecoverableError, type Job, type Queue } from "bullmq";
 import { sql } from "drizzle-orm";
 import type { Logger } from "../logger.js";
 import type { WorkerMetrics } from "../metrics.js";
+import { traceEmails } from "./email-spans.js";
 import { describeSendError, welcomeMessageId, type Mailer } from "./mailer.js";
 
 const KIND = "welcome";
@@ -130,7 +132,7 @@ export function createEmailProcessor(deps: EmailProcessorDeps) {
     // Unknown names and bad payloads come only from foreign producers: no retry fixes them.
     if (!emails) throw new UnrecoverableError(`UNKNOWN_JOB: no handler for job name "${job.name}"`);
     for (const email of emails) {
-      const { requestId: _r, ...payload } = email;
+      const { requestId: _r, trace: _t, ...payload } = email;
       const checked = check(ZWelcomeEmailJob, payload);
       if (!checked.ok) {
         const detail = checked.errors.map((e) => `${e.path} ${e.message}`).join("; ");
@@ -140,7 +142,17 @@ export function createEmailProcessor(deps: EmailProcessorDeps) {
     const single = job.name === WELCOME_EMAIL_JOB;
     const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     const started = performance.now();
-    const outcomes = await sendWelcomes(deps.db, deps.mailer, emails, deps.domain);
+    const spans = traceEmails(job.id, emails, deps.mailer, deps.domain);
+    let outcomes: SendOutcome[];
+    try {
+      outcomes = spans
+        ? await spans.inJob(() => sendWelcomes(deps.db, spans.mailer, emails, deps.domain))
+        : await sendWelcomes(deps.db, deps.mailer, emails, deps.domain);
+    } catch (err) {
+      spans?.end(undefined, err);
+      throw err;
+    }
+    spans?.end(outcomes);
 
     let sent = 0;
     let sentBefore = 0;
@@ -164,7 +176,7 @@ export function createEmailProcessor(deps: EmailProcessorDeps) {
     if (sent + sentBefore > 0) log.info({ sent, sentBefore, transport: deps.mailer.kind }, "welcome emails done");
 
     if (forGood.length) {
-      for (const { email, reason } of forGood) log.error({ registrationId: email.registrationId, requestId: email.requestId, reason, attempts: job.attemptsMade + 1 }, "welcome email failed for good");
+      for (const { email, reason } of forGood) log.error({ registrationId: email.registrationId, requestId: email.requestId, reason, attempts: job.attemptsMade + 1, ...traceFieldsOf(email.trace) }, "welcome email failed for good");
       await recordFailures(deps.db, forGood, deps.domain).catch((err) => log.warn({ err }, "could not record the failures"));
     }
     const logged = deps.mailer.kind === "log";

@@ -18,4 +18,5 @@ export const HANDLERS: HandlerMap = {
   "product.delete": { apply: deleteProduct, superseded: ({ productId }) => ({ productId, deleted: true }) },
 };
 
+export { applyContextOf } from "./types.js";
 export type { ApplyContext, Handler, HandlerMap, RecordItem, Tx, WriteHandler } from "./types.js";

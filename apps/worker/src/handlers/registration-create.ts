@@ -22,27 +22,28 @@ export async function createRegistrations(
   items: { payload: RegistrationPayload; ctx: ApplyContext }[],
 ): Promise<ResultOf<"registration.create">[]> {
   const rows = items
-    .map(({ payload: { registration: r }, ctx: { jobId, requestId } }) => ({
+    .map(({ payload: { registration: r }, ctx: { jobId, requestId, trace } }) => ({
       email: r.email,
       name: r.name,
       plan: r.plan ?? "free",
       marketing_opt_in: r.marketingOptIn ?? false,
       job_id: jobId,
       request_id: requestId ?? null,
+      trace_context: trace ?? null,
     }))
     .sort((a, b) => (a.email.toLowerCase() < b.email.toLowerCase() ? -1 : 1));
   const inserted = await tx.execute<{ id: number; job_id: string }>(sql`
     with input as (
       select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-        as t(email text, name text, plan text, marketing_opt_in boolean, job_id text, request_id text)
+        as t(email text, name text, plan text, marketing_opt_in boolean, job_id text, request_id text, trace_context jsonb)
     ), ins as (
       insert into registrations (email, name, plan, marketing_opt_in, job_id)
       select email, name, plan, marketing_opt_in, job_id from input
       on conflict ((lower(email))) do nothing
       returning id, email, job_id
     ), outbox as (
-      insert into email_sends (registration_id, kind, recipient, status, request_id)
-      select ins.id, 'welcome', ins.email, 'pending', input.request_id
+      insert into email_sends (registration_id, kind, recipient, status, request_id, trace_context)
+      select ins.id, 'welcome', ins.email, 'pending', input.request_id, input.trace_context
       from ins join input using (job_id)
     )
     select id, job_id from ins`);

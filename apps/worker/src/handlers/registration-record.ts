@@ -12,15 +12,15 @@ const STATEMENT = "ingest_record_registrations";
 const TEXT = `
 with input as (
   select * from jsonb_to_recordset($1::jsonb)
-    as t(email text, name text, plan text, marketing_opt_in boolean, job_id text, request_id text, queue text, attempts int, accepted_at timestamptz)
+    as t(email text, name text, plan text, marketing_opt_in boolean, job_id text, request_id text, trace_context jsonb, queue text, attempts int, accepted_at timestamptz)
 ), ins as (
   insert into registrations (email, name, plan, marketing_opt_in, job_id)
   select email, name, plan, marketing_opt_in, job_id from input order by lower(email)
   on conflict ((lower(email))) do nothing
   returning id, email, job_id
 ), outbox as (
-  insert into email_sends (registration_id, kind, recipient, status, request_id)
-  select ins.id, 'welcome', ins.email, 'pending', input.request_id from ins join input using (job_id)
+  insert into email_sends (registration_id, kind, recipient, status, request_id, trace_context)
+  select ins.id, 'welcome', ins.email, 'pending', input.request_id, input.trace_context from ins join input using (job_id)
 ), outcome as (
   select input.job_id, input.queue, input.attempts, input.accepted_at, ins.id is not null as created,
          coalesce(ins.id, twin.id, old.id) as id
@@ -57,6 +57,7 @@ export async function recordRegistrations(
     marketing_opt_in: r.marketingOptIn ?? false,
     job_id: ctx.jobId,
     request_id: ctx.requestId ?? null,
+    trace_context: ctx.trace ?? null,
     queue: ledger.queue,
     attempts: ledger.attempts,
     accepted_at: new Date(ledger.acceptedAt).toISOString(),

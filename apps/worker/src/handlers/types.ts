@@ -1,10 +1,13 @@
 // What the worker knows about applying each kind of write.
 import type { Db } from "@ingest/db";
-import type { JobName, PayloadOf, ResultOf } from "@ingest/jobs";
+import type { JobName, PayloadOf, ResultOf, Write } from "@ingest/jobs";
 
 export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
-export type ApplyContext = { jobId: string; requestId?: string | undefined };
+/** What a handler records about the write beside its payload: its id, request id and trace context. */
+export type ApplyContext = { jobId: string; requestId?: string | undefined; trace?: Write["trace"] };
+
+export const applyContextOf = (write: Pick<Write, "id" | "requestId" | "trace">): ApplyContext => ({ jobId: write.id, requestId: write.requestId, trace: write.trace });
 
 /** Applies one write's effect inside the caller's transaction; no commits here. */
 export type Handler<N extends JobName> = (tx: Tx, payload: PayloadOf<N>, ctx: ApplyContext) => Promise<ResultOf<N>>;

@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { check, index, integer, pgTable, primaryKey, text, timestamp, varchar } from "drizzle-orm/pg-core";
+import { check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, varchar } from "drizzle-orm/pg-core";
 import { registrations } from "./registrations.js";
 
 // One row per email a registration is owed (kind: "welcome"). It is an outbox: the
@@ -25,6 +25,9 @@ export const emailSends = pgTable(
     error: text("error"),
     // The registration's request id, so the email's log lines carry it too.
     requestId: text("request_id"),
+    // The W3C trace context of the registration's write (traceparent, tracestate), when it
+    // was traced: an email the dispatcher sweeps up later still joins the write's trace.
+    traceContext: jsonb("trace_context").$type<{ traceparent: string; tracestate?: string }>(),
     sentAt: timestamp("sent_at", { withTimezone: true }),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().default(sql`now()`),
   },
