@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { withTimeout } from "@ingest/config";
+import { ReplyError } from "ioredis";
 import { activeTraceCarrier, inSpan, SpanKind, tracer, tracingEnabled } from "@ingest/telemetry";
 import { BULK_QUEUE, JOB_ID_PREFIX, JOBS, type JobName, type PayloadOf, type WriteQueueName } from "./definitions.js";
 import { createCarrierAdder, type CarrierAdder } from "./carrier-add.js";
@@ -57,6 +58,16 @@ const RELEASE_LUA = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `;
+
+/**
+ * Whether a failed add certainly stored nothing: Redis answered it with an error (OOM,
+ * MISCONF, READONLY: a script refused before it ran), or the command was never sent.
+ * A timeout or a connection lost with the command in flight proves nothing.
+ */
+export function certainlyNotStored(err: unknown): boolean {
+  if (err instanceof ReplyError) return true;
+  return err instanceof Error && /^Stream isn't writeable/.test(err.message);
+}
 
 type ReserveReply = ["existing", string] | ["new", ...string[]];
 type IdempotencyRecord = { f: string; j: string; t: number };
@@ -202,7 +213,7 @@ export class Producer {
       await withTimeout(this.deps.queues[BULK_QUEUE].add(BULK_JOB, data as never, { jobId }), ADD_TIMEOUT_MS, "bulk add");
       await this.replicated?.();
     } catch (err) {
-      if (idemKey && record) this.releaseIfAbsent(idemKey, record, jobId);
+      if (idemKey && record && certainlyNotStored(err)) this.releaseIfAbsent(idemKey, record, jobId);
       throw err;
     }
     return { jobId, replayed: false };
@@ -259,10 +270,11 @@ export class Producer {
     try {
       await slot.fill(write as Write);
     } catch (err) {
-      // A timed-out add may still have landed. Free the key only when the write is
-      // certainly absent; otherwise a retry waits out the pending window (409) and
-      // then finds the write or takes the key over.
-      if (idemKey && record) this.releaseIfAbsent(idemKey, record, slot.id);
+      // An add that timed out or lost its connection may still land, later than any
+      // check now could see it: the key stays taken, and a retry waits out the pending
+      // window (409) and then finds the write or takes the key over. Only an add Redis
+      // refused, or one never sent, frees it.
+      if (idemKey && record && certainlyNotStored(err)) this.releaseIfAbsent(idemKey, record, slot.id);
       throw err;
     }
     return { jobId: slot.id, replayed: false };
