@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
 import { sql } from "drizzle-orm";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, inject, it } from "vitest";
 import { request, spawnWorker, startApi, testDb, testEnv, waitFor, waitForJob, type WorkerProcess } from "./support/harness.js";
 import { freePort } from "./support/private-redis.js";
 
@@ -13,6 +13,12 @@ afterAll(async () => {
 });
 
 const deadDatabase = async () => `postgres://postgres@127.0.0.1:${await freePort()}/nowhere`;
+/** A server that answers, with a database name that is wrong: a misconfiguration, not an outage. */
+const missingDatabase = () => {
+  const url = new URL(inject("databaseUrl"));
+  url.pathname = `/${url.pathname.slice(1)}_missing`;
+  return url.toString();
+};
 const count = async (email: string) =>
   (await db.execute(sql`select 1 from registrations where email = ${email}`)).rows.length;
 
@@ -28,7 +34,7 @@ describe("PostgreSQL unavailable", () => {
       expect(ready.body).toMatchObject({ status: 503, checks: { postgres: "down", redis: "up" } });
       expect((await request(api.url, "GET", `/jobs/${r.body.jobId}`)).body.state).toBe("queued");
 
-      // A worker that cannot reach PostgreSQL retries with backoff instead of losing the job.
+      // A worker that cannot reach PostgreSQL keeps the job (it waits, spending no retries) instead of losing it.
       const blind = await spawnWorker(prefix, { DATABASE_URL: await deadDatabase() });
       workers.push(blind);
       await waitFor(async () => (await request(api.url, "GET", `/jobs/${r.body.jobId}`)).body.attempts >= 1, 10_000, "a failed attempt");
@@ -49,9 +55,10 @@ describe("recovery by operators", () => {
     const own = `${prefix.slice(0, -1)}-retry}`;
     const api = await startApi(own, { ADMIN_USER: "ops", ADMIN_PASSWORD: "retry-pass" });
     const queue = new Queue("registrations", { connection: { url: redisUrl }, prefix: own });
-    const blind = await spawnWorker(own, { DATABASE_URL: await deadDatabase() });
+    // Not an outage (that parks jobs without failing them) but a worker misconfigured.
+    const blind = await spawnWorker(own, { DATABASE_URL: missingDatabase() });
     try {
-      // One attempt only, so it fails for good at once while the database is away.
+      // One attempt only, so it fails for good at once while the cause is there.
       const job = await queue.add(
         "registration.create",
         { payload: { registration: { email: "retried@example.com", name: "Retried" } } },

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT, spawnWorker, startApi, testEnv, waitForJob, type Api, type WorkerProcess } from "./support/harness.js";
+import { createScratchDb, type ScratchDb } from "./support/scratch-db.js";
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
 
@@ -20,13 +21,18 @@ describe("the README's quick start", () => {
   const { prefix } = testEnv("readme");
   let api: Api;
   let worker: WorkerProcess;
+  // A database of its own: the block registers a fixed email, which other files' writes
+  // to the shared database may have taken already.
+  let scratch: ScratchDb;
   beforeAll(async () => {
-    api = await startApi(prefix);
-    worker = await spawnWorker(prefix);
+    scratch = await createScratchDb("readme");
+    api = await startApi(prefix, { DATABASE_URL: scratch.url });
+    worker = await spawnWorker(prefix, { DATABASE_URL: scratch.url });
   }, 60_000);
   afterAll(async () => {
     await worker?.stop();
     await api?.close();
+    await scratch?.drop();
   });
 
   it("runs as pasted: the write is accepted and its job followed through the captured jobId", async () => {
