@@ -28,7 +28,7 @@ let current: PrivatePostgres;
 let proxy: FaultProxy;
 let api: ApiProcess;
 let apiBase = "";
-const workers: { proc: WorkerProcess; pid: number }[] = [];
+const workers: { proc: WorkerProcess; pid: number; metrics: string }[] = [];
 const writers = new KeyedWriters(() => apiBase, "pg", CATEGORY);
 const figures: string[] = [];
 
@@ -58,7 +58,10 @@ async function allApplied(label: string): Promise<number> {
     const missing = keys.filter((k) => !applied.has(k));
     console.log(`${label}: ${missing.length} of ${keys.length} accepted writes not applied`);
     for (const k of missing.slice(0, 3)) console.log(k, JSON.stringify((await request(apiBase, "GET", `/jobs/${writers.accepted.get(k)}`)).body));
-    for (const w of workers) console.log(`--- worker ${w.pid}\n${problemLines(w.proc.output())}`);
+    for (const w of workers) {
+      const pools = (await request(w.metrics, "GET", "/metrics").catch(() => undefined))?.text.split("\n").filter((l) => l.startsWith("ingest_db_pool"));
+      console.log(`--- worker ${w.pid}\n${problemLines(w.proc.output())}\n${pools?.join("\n")}`);
+    }
     throw err;
   });
   return Date.now() - started;
@@ -89,14 +92,15 @@ beforeAll(async () => {
   api = await spawnApi(prefix, port, common);
   apiBase = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 2; i++) {
+    const metricsPort = await freePort();
     const proc = await spawnWorker(prefix, {
       ...common,
-      WORKER_METRICS_PORT: String(await freePort()),
+      WORKER_METRICS_PORT: String(metricsPort),
       // Jobs whose worker lost its reply come back within the test's patience.
       LOCK_DURATION_MS: "15000",
       STALLED_INTERVAL_MS: "5000",
     });
-    workers.push({ proc, pid: proc.proc.pid! });
+    workers.push({ proc, pid: proc.proc.pid!, metrics: `http://127.0.0.1:${metricsPort}` });
   }
   writers.start(6);
   await writers.growBy(50, "warm-up");

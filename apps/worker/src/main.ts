@@ -84,7 +84,9 @@ const analyzer = createAnalyzer(db, log);
 analyzer.start();
 
 // Its own connection: a dead cache Redis fails fast here and never blocks the queue's.
-const cacheRedis = createCacheConnection({ url: env.CACHE_REDIS_URL, clusterNodes: env.CACHE_REDIS_CLUSTER_NODES }, { connectionName: "ingest-worker-cache", commandTimeoutMs: 300 });
+// A second per command: a busy machine's cache still answers within it, so the next
+// read after a job completes misses (a dead one is skipped for 5 s after three tries).
+const cacheRedis = createCacheConnection({ url: env.CACHE_REDIS_URL, clusterNodes: env.CACHE_REDIS_CLUSTER_NODES }, { connectionName: "ingest-worker-cache", commandTimeoutMs: 1_000 });
 cacheRedis.on("error", throttled((err: Error) => log.warn({ err: err.message }, "cache redis unavailable: invalidations wait")));
 watchdog.watch(cacheRedis, { name: "cache" });
 const catalog = createCommitInvalidation(createCatalogInvalidator({ redis: cacheRedis, prefix: env.CACHE_PREFIX }), cacheRedis, log);

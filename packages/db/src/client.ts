@@ -1,4 +1,4 @@
-import { drizzle, type NodePgDatabase } from "drizzle-orm/node-postgres";
+import { drizzle, NodePgSession, type NodePgDatabase } from "drizzle-orm/node-postgres";
 import pg from "pg";
 import * as schema from "./schema/index.js";
 
@@ -33,10 +33,15 @@ const QUERY_TIMEOUT = "Query read timeout"; // pg's message when `query_timeout`
  * clients for good. Closed, the client errors out and the pool replaces it.
  */
 class GuardedClient extends pg.Client {
+  /** Set once the client closed its connection: released, it leaves the pool at once. */
+  closed = false;
+
   override query(...args: any[]): any {
     const [config, values, callback] = args;
     const close = (err: unknown) => {
-      if (err instanceof Error && err.message === QUERY_TIMEOUT) (this as any).connection?.stream?.destroy();
+      if (!(err instanceof Error && err.message === QUERY_TIMEOUT)) return;
+      this.closed = true;
+      (this as any).connection?.stream?.destroy();
     };
     // Streams (COPY, cursors) are submittables with their own life: left alone.
     if (typeof config?.submit === "function") return (super.query as any)(...args);
@@ -54,6 +59,27 @@ class GuardedClient extends pg.Client {
     });
   }
 }
+
+/**
+ * drizzle's transaction on a pool sends BEGIN before its try/finally: a BEGIN that fails
+ * (a connection cut, or closed by the guard above after it went silent) never releases
+ * its client, and a few such failures exhaust the pool for good — every later statement
+ * then waits for a connection that never frees. Here the pool client is taken and
+ * released around drizzle's own transaction, which then runs on that one client.
+ */
+const poolTransaction = NodePgSession.prototype.transaction;
+NodePgSession.prototype.transaction = async function transaction(this: NodePgSession<any, any>, fn, config) {
+  const owner = this as unknown as { client: unknown; dialect: never; schema: never; options: never };
+  if (!(owner.client instanceof pg.Pool)) return poolTransaction.call(this, fn, config);
+  const client = await owner.client.connect();
+  try {
+    return await poolTransaction.call(new NodePgSession(client, owner.dialect, owner.schema, owner.options), fn, config);
+  } finally {
+    // A client that closed its connection is dropped, not handed out again (it learns
+    // that its socket is gone only on a later turn).
+    client.release((client as unknown as Partial<GuardedClient>).closed ? new Error("connection closed") : undefined);
+  }
+} as typeof poolTransaction;
 
 export function createDb(
   url: string,
