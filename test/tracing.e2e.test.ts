@@ -184,6 +184,23 @@ describe("one registration is one trace", () => {
     expect(receiver.spans.filter((s) => /^(startStalledCheckTimer|moveStalledJobsToWait|getNextJob) /.test(s.name)).map((s) => s.name)).toEqual([]);
   });
 
+  it("each line of a bulk batch has a span of its own in the caller's trace, named by its ledger id", async () => {
+    const { receiver, apiBase } = stack;
+    const traceId = randomBytes(16).toString("hex");
+    const tag = traceId.slice(0, 8);
+    const body = [1, 2].map((n) => JSON.stringify({ op: "create", product: { name: `bulk-trace-${tag}-${n}`, category: "c", default_price: "1.00" } })).join("\n");
+    const r = await request(apiBase, "POST", "/products/bulk", {
+      body,
+      headers: { "content-type": "application/x-ndjson", traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-01` },
+    });
+    expect(r.status, r.text).toBe(202);
+    expect((await waitForJob(apiBase, r.body.jobId)).state).toBe("completed");
+    const lineSpans = () => receiver.spans.filter((s) => s.traceId === traceId && s.name === "product.create process");
+    await waitFor(() => lineSpans().length === 2, 15_000, "a span per bulk line");
+    expect(lineSpans().map((s) => s.attributes["messaging.message.id"]).sort()).toEqual([`${r.body.jobId}-L1`, `${r.body.jobId}-L2`]);
+    for (const s of lineSpans()) expect(s.service).toBe("ingest-worker");
+  });
+
   it("a caller's decision not to sample is followed by the API and the worker: nothing of that write is exported", async () => {
     const { receiver, apiBase } = stack;
     const unsampled = randomBytes(16).toString("hex");

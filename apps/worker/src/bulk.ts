@@ -6,6 +6,7 @@ import { UnrecoverableError, type Job } from "bullmq";
 import type { CommitInvalidation } from "./catalog-invalidation.js";
 import type { Logger } from "./logger.js";
 import { observeBatch, type WorkerMetrics } from "./metrics.js";
+import { traceWrites } from "./write-spans.js";
 import { runWrites, type RunDeps } from "./run-writes.js";
 import type { Outcome, WriteEnvelope } from "./write.js";
 
@@ -64,7 +65,16 @@ export function createBulkProcessor(deps: BulkDeps) {
       await deps.catalog.afterCommit(ids);
       await job.updateProgress({ ...counts, done });
     };
-    await runWrites(run, lines.map(envelope), onOutcome, afterChunk);
+    const envelopes = lines.map(envelope);
+    // Each line's span, found by its ledger id (none unless tracing is on).
+    const spans = traceWrites(BULK_QUEUE, job.id, envelopes);
+    try {
+      await runWrites(spans ? { ...run, inChunk: spans.inChunk } : run, envelopes, (index, write, outcome) => (spans?.settled(write, outcome), onOutcome(index, write, outcome)), afterChunk);
+    } catch (err) {
+      spans?.unsettled(err);
+      throw err;
+    }
+    spans?.unsettled("waiting for an earlier edit of its product", false);
 
     // The batch's own row: GET /jobs/:id answers from it once the job has left Redis.
     await deps.db

@@ -1,8 +1,10 @@
-// One span per write of a carrier job, so a write applied inside a batch is still found
-// by its id and in the trace of the request that made it: the span is a child of the
-// trace context the write carries and links to the carrier's process span (BullMQ's).
+// One span per write of a carrier job (or line of a bulk batch), so a write applied inside
+// a batch is still found by its id and in the trace of the request that made it: the span
+// is a child of the trace context the write carries (a bulk line carries none: its span is
+// a child of the batch's process span, which continues the request's trace) and links to
+// the carrier's process span (BullMQ's).
 import { activeTraceCarrier, context, endSpan, ROOT_CONTEXT, startItemSpan, trace, tracingEnabled, type Span } from "@ingest/telemetry";
-import type { WriteQueueName } from "@ingest/jobs";
+import type { QueueName } from "@ingest/jobs";
 import type { Outcome, WriteEnvelope } from "./write.js";
 
 export type WriteSpans = {
@@ -18,7 +20,7 @@ export type WriteSpans = {
 };
 
 /** Undefined when tracing is off. Each envelope's trace becomes its span's, for what follows it (the welcome email). */
-export function traceWrites(queue: WriteQueueName, carrierId: string | undefined, writes: WriteEnvelope[]): WriteSpans | undefined {
+export function traceWrites(queue: QueueName, carrierId: string | undefined, writes: WriteEnvelope[]): WriteSpans | undefined {
   if (!tracingEnabled()) return undefined;
   const spans = new Map<WriteEnvelope, Span>();
   for (const write of writes) {
