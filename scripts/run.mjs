@@ -162,7 +162,7 @@ async function main(command) {
     case "test:chaos": {
       // The long form of the fault and fuzz tests: minutes of faults, 10,000 fuzz cases.
       const svc = await services();
-      const env = { CHAOS_DURATION_MS: "120000", FUZZ_RUNS: "3400", ...process.env, ...svc.env };
+      const env = { CHAOS_DURATION_MS: "120000", CHAOS_FAULTS: "all", FUZZ_RUNS: "3400", ...process.env, ...svc.env };
       const vitest = spawnSync(
         join(ROOT, "node_modules", ".bin", "vitest"),
         ["run", "test/chaos.e2e.test.ts", "test/fuzz.test.ts", ...process.argv.slice(3)],
