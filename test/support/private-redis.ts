@@ -22,16 +22,42 @@ export class PrivateRedis {
    * With `aofDir`, every write is fsynced to an append-only file there before Redis answers;
    * with `replicaOf`, the server replicates the one on that port.
    */
+  // Set once a server of ours answered on the port: a restart keeps it (URLs were handed out).
+  private started = false;
+
   constructor(
-    readonly port: number,
+    private portNow: number,
     private readonly opts: { aofDir?: string; replicaOf?: number; maxmemory?: string; protectedConfigs?: boolean } = {},
   ) {}
+
+  /** The port, once started: a port found taken at the first start is exchanged for another. */
+  get port(): number {
+    return this.portNow;
+  }
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /**
+   * Starts the server and makes sure the one answering is ours: a port handed out free
+   * may be taken by another test's server in the meantime (its redis-server then exits,
+   * and the other one would answer for it). At the first start another port is tried.
+   */
   async start(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      if (await this.spawnServer()) {
+        this.started = true;
+        return;
+      }
+      await this.kill();
+      if (this.started || attempt >= 5) throw new Error(`private redis-server: port ${this.portNow} is taken by another server`);
+      this.portNow = await freePort();
+    }
+  }
+
+  /** Whether the server spawned now is the one answering on the port. */
+  private async spawnServer(): Promise<boolean> {
     // Its files (a replica's full sync writes an RDB) go to a directory of its own, never the repository.
     const persistence = this.opts.aofDir
       ? ["--appendonly", "yes", "--appendfsync", "always", "--dir", this.opts.aofDir, "--maxmemory-policy", "noeviction"]
@@ -40,21 +66,25 @@ export class PrivateRedis {
     const memory = this.opts.maxmemory ? ["--maxmemory", this.opts.maxmemory, "--maxmemory-policy", "noeviction"] : [];
     // CONFIG SET of dir and the like, for tests that break persistence on purpose.
     if (this.opts.protectedConfigs) memory.push("--enable-protected-configs", "yes");
-    this.proc = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", ...persistence, ...replica, ...memory], {
+    const proc = spawn("redis-server", ["--port", String(this.portNow), "--bind", "127.0.0.1", "--save", "", ...persistence, ...replica, ...memory], {
       stdio: "ignore",
     });
-    await waitFor(async () => {
+    this.proc = proc;
+    // The process id of whichever server answers, or "exited" once ours is gone.
+    const answering = await waitFor(async () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return "exited";
       const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
       probe.on("error", () => {});
       try {
         await probe.connect();
-        return (await probe.ping()) === "PONG";
+        return /^process_id:(\d+)/m.exec(await probe.info("server"))?.[1];
       } catch {
-        return false;
+        return undefined;
       } finally {
         probe.disconnect();
       }
     }, 10_000, "private redis-server");
+    return answering === String(proc.pid);
   }
 
   /** Freezes the server (SIGSTOP): connections stay open and nothing answers, as with a hung Redis. */
