@@ -6,12 +6,30 @@ import { createServer } from "node:net";
 import { Redis } from "ioredis";
 import { waitFor } from "./harness.js";
 
+// Ports the tests hand to their servers come from below the kernel's ephemeral range
+// (32768 and up on Linux), a block of its own for each test worker process. A port asked
+// of the kernel (listen on 0) was often handed out again right after a server that held
+// it was killed — a Redis a test restarts on its port then found another file's server
+// there. Files of one worker process run one after another; the block is theirs alone.
+const BLOCK = 1_000;
+const FIRST_PORT = 20_000;
+const BLOCKS = 12;
+const poolBlock = (Number(process.env.VITEST_POOL_ID ?? process.pid) % BLOCKS) * BLOCK;
+let nextOffset = Math.floor(Math.random() * BLOCK);
+
+const bindable = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const srv = createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
+
 export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
+  for (let tries = 0; tries < BLOCK; tries++) {
+    const port = FIRST_PORT + poolBlock + (nextOffset++ % BLOCK);
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port in ${FIRST_PORT + poolBlock}–${FIRST_PORT + poolBlock + BLOCK - 1}`);
 }
 
 /** A throwaway redis-server of our own, to kill and restart under the service. */
