@@ -1,4 +1,4 @@
-import { throttled } from "@ingest/config";
+import { throttled } from "@ingest/runtime";
 import { createDb } from "@ingest/db";
 import {
   closeQueues,

@@ -1,5 +1,5 @@
 import cluster from "node:cluster";
-import { CLOSE_GRACE_MS, exitOnStopSignals, listenFailure } from "@ingest/config";
+import { CLOSE_GRACE_MS, exitOnStopSignals, listenFailure } from "@ingest/runtime";
 import { flushTracing } from "@ingest/telemetry";
 import { createApp } from "./app.js";
 import { runPrimary } from "./cluster.js";

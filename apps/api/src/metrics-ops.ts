@@ -1,7 +1,7 @@
 // The figures operators alert on that are not counted on the request path: how old the
 // oldest waiting job of each queue is, how many workers consume it, how full the queue
 // Redis is, and whether the API is ready. Read from Redis at scrape time, bounded.
-import { withTimeout } from "@ingest/config";
+import { withTimeout } from "@ingest/runtime";
 import type { Queues } from "@ingest/jobs";
 import client from "prom-client";
 

@@ -1,6 +1,6 @@
 // The API's Prometheus metrics: requests, refusals, accepted writes, and the fleet-wide
 // queue figures read from Redis at scrape time.
-import { withTimeout } from "@ingest/config";
+import { withTimeout } from "@ingest/runtime";
 import { BULK_JOB, JOB_NAMES, type Queues } from "@ingest/jobs";
 import type { Request, RequestHandler, Response } from "express";
 import client from "prom-client";

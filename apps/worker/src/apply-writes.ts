@@ -1,6 +1,6 @@
 // Applies many writes in one transaction, beside apply-write.ts (one write, one
 // transaction), which it falls back to when the many cannot commit together.
-import { settle, type Settled } from "@ingest/config";
+import { settle, type Settled } from "@ingest/runtime";
 import type { Db } from "@ingest/db";
 import { check, JOBS, orderKeyOf, type JobName } from "@ingest/jobs";
 import { sql } from "drizzle-orm";

@@ -1,5 +1,5 @@
 import { createCacheConnection, createCatalogInvalidator } from "@ingest/catalog";
-import { CLOSE_GRACE_MS, exitOnStopSignals, listenFailure, throttled } from "@ingest/config";
+import { CLOSE_GRACE_MS, exitOnStopSignals, listenFailure, throttled } from "@ingest/runtime";
 import { createDb, registerPoolMetrics } from "@ingest/db";
 import type { Pool } from "pg";
 import {

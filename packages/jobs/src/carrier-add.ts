@@ -1,7 +1,7 @@
 // Gathers the writes a process accepts close together into carrier jobs (writes.ts),
 // one BullMQ add per carrier, and tells each write when its carrier is stored.
 import { randomUUID } from "node:crypto";
-import { withTimeout } from "@ingest/config";
+import { withTimeout } from "@ingest/runtime";
 import { context, inSpan, linkTo, ROOT_CONTEXT, SpanKind, tracer, tracingEnabled } from "@ingest/telemetry";
 import type { Queue } from "bullmq";
 import { writeIdOf, WRITES_JOB, type Write, type WritesJobData } from "./writes.js";

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { withTimeout } from "@ingest/config";
+import { withTimeout } from "@ingest/runtime";
 import { ReplyError } from "ioredis";
 import { activeTraceCarrier, inSpan, SpanKind, tracer, tracingEnabled } from "@ingest/telemetry";
 import { BULK_QUEUE, JOB_ID_PREFIX, JOBS, type JobName, type PayloadOf, type WriteQueueName } from "./definitions.js";

@@ -1,4 +1,4 @@
-import { throttled } from "@ingest/config";
+import { throttled } from "@ingest/runtime";
 import { catalogKeys, createCacheConnection, createCatalogQueries, type CacheRedis, type CacheTarget, type Resource } from "@ingest/catalog";
 import type { Db } from "@ingest/db";
 import CircuitBreaker from "opossum";

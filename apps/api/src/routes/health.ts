@@ -1,4 +1,4 @@
-import { withTimeout } from "@ingest/config";
+import { withTimeout } from "@ingest/runtime";
 import { Router } from "express";
 import { AppError } from "../errors.js";
 import { methodNotAllowed } from "../middleware/method-not-allowed.js";

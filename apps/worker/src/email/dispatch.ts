@@ -1,4 +1,4 @@
-import { throttled, withTimeout } from "@ingest/config";
+import { throttled, withTimeout } from "@ingest/runtime";
 import type { Db } from "@ingest/db";
 import { emailJobOptions, welcomeBatchJobId, WELCOME_BATCH_JOB, type EmailRetry, type WelcomeBatchData } from "@ingest/jobs";
 import type { TraceCarrier } from "@ingest/telemetry";

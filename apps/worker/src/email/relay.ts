@@ -2,7 +2,7 @@
 // queue, so the outbox rows they wrote need no dispatch of their own; the dispatcher
 // (dispatch.ts) only sweeps up rows this missed (a worker killed between the commit and
 // the add, Redis away at that moment).
-import { withTimeout } from "@ingest/config";
+import { withTimeout } from "@ingest/runtime";
 import type { TraceCarrier } from "@ingest/telemetry";
 import { emailJobOptions, welcomeBatchJobId, WELCOME_BATCH_JOB, type EmailRetry, type RegistrationResult, type WelcomeBatchData, type WelcomeEmail } from "@ingest/jobs";
 import type { Queue } from "bullmq";
