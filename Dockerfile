@@ -4,7 +4,7 @@
 # picks the command. Build: docker build -t ingest:local .
 #   API (default): node apps/api/dist/index.js
 #   worker:        node apps/worker/dist/index.js
-#   migrate:       node apps/worker/dist/migrate.js
+#   migrate:       node packages/db/dist/migrate.js
 #
 # Node runs directly as the container's main process (no `npm start`: npm does not pass
 # signals on reliably). The apps handle SIGTERM themselves and exit 0.
@@ -64,6 +64,7 @@ ENV NODE_ENV=production \
 COPY --from=prod-deps /app ./
 COPY --from=build /app/apps/api/dist ./apps/api/dist
 COPY --from=build /app/apps/worker/dist ./apps/worker/dist
+COPY --from=build /app/packages/db/dist ./packages/db/dist
 COPY --from=build /app/migrations ./migrations
 
 USER node

@@ -1,6 +1,7 @@
-// Bundles one app (run from its folder) into dist/ with esbuild. Workspace packages
-// (@ingest/*) export TypeScript source and are bundled in; everything from npm stays
-// an import of node_modules, so native and worker-thread packages (pino) keep working.
+// Bundles the entries of one workspace (run from its folder: an app, or packages/db for
+// its migrate command) into dist/ with esbuild. Workspace packages (@ingest/*) export
+// TypeScript source and are bundled in; everything from npm stays an import of
+// node_modules, so native and worker-thread packages (pino) keep working.
 import { build } from "esbuild";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";

@@ -106,7 +106,7 @@ async function main(command) {
       const instance = randomUUID();
       const env = { ...process.env, ...svc.env, ...login, INSTANCE_ID: instance };
       for (const line of svc.describe) console.log(`> ${line}`);
-      run(process.execPath, ["apps/worker/dist/migrate.js"], { env });
+      run(process.execPath, ["packages/db/dist/migrate.js"], { env });
       const children = [node("apps/api/dist/index.js", env)];
       // On one machine the workers yield the CPU to the API: applying can wait, an answer cannot.
       for (let i = 0; i < workers; i++) {
@@ -173,7 +173,7 @@ async function main(command) {
     }
     case "migrate": {
       const svc = await services();
-      const res = spawnSync(process.execPath, ["apps/worker/dist/migrate.js"], {
+      const res = spawnSync(process.execPath, ["packages/db/dist/migrate.js"], {
         cwd: ROOT,
         stdio: "inherit",
         env: { ...process.env, ...svc.env },
@@ -187,7 +187,7 @@ async function main(command) {
       // rolls back); embedded services are stopped after it has exited.
       const svc = await services();
       const env = { ...process.env, ...svc.env };
-      let code = spawnSync(process.execPath, [join(ROOT, "apps/worker/dist/migrate.js")], { cwd: ROOT, stdio: "inherit", env }).status ?? 1;
+      let code = spawnSync(process.execPath, [join(ROOT, "packages/db/dist/migrate.js")], { cwd: ROOT, stdio: "inherit", env }).status ?? 1;
       if (code === 0) {
         const child = spawn(process.execPath, [join(ROOT, "apps/worker/dist/cli/import.js"), ...process.argv.slice(3)], {
           cwd: process.env.INIT_CWD || ROOT,

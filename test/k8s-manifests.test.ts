@@ -96,9 +96,9 @@ function effectiveEnv(objects: K8sObject[], c: Container): Record<string, string
 
 /** The variables migrate.ts reads (it parses its environment inline, at import time). */
 function migrateEnvKeys(): string[] {
-  const source = readFileSync(repoPath("apps/worker/src/migrate.ts"), "utf8");
+  const source = readFileSync(repoPath("packages/db/src/migrate.ts"), "utf8");
   const spec = /parseEnv\(\{([\s\S]*?)\}\)/.exec(source)?.[1];
-  if (!spec) throw new Error("apps/worker/src/migrate.ts: no parseEnv({...}) found");
+  if (!spec) throw new Error("packages/db/src/migrate.ts: no parseEnv({...}) found");
   return [...spec.matchAll(/^\s*([A-Z][A-Z0-9_]*):/gm)].map((m) => m[1]!);
 }
 

@@ -12,7 +12,7 @@ export function benchDatabaseUrl(baseUrl, name) {
 
 /** Creates and migrates the bench database with the project's own migrate entry. */
 export function migrate(databaseUrl) {
-  const res = spawnSync(process.execPath, ["apps/worker/dist/migrate.js"], {
+  const res = spawnSync(process.execPath, ["packages/db/dist/migrate.js"], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl },
     encoding: "utf8",

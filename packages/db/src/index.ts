@@ -1,4 +1,4 @@
 export { createDb, type Db, type DbHandle } from "./client.js";
-export { ensureDatabase, migrateDatabase } from "./migrate.js";
+export { ensureDatabase, migrateDatabase } from "./migrator.js";
 export * from "./schema/index.js";
 export { registerPoolMetrics } from "./pool-metrics.js";

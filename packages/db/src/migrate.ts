@@ -1,51 +1,20 @@
-import { drizzle } from "drizzle-orm/node-postgres";
-import { migrate } from "drizzle-orm/node-postgres/migrator";
-import pg from "pg";
+// `npm run migrate`, the start-up migration of `npm start` and the compose/k8s migrate job:
+// applies migrations/ to DATABASE_URL, creating the database when it is missing.
+import { fileURLToPath } from "node:url";
+import { DEFAULT_DATABASE_URL, parseEnv, str, url } from "@ingest/config";
+import { migrateDatabase } from "./migrator.js";
 
-// Any constant works; it only has to be the same in every process that migrates.
-const MIGRATION_LOCK_KEY = 727_274_001;
+// The folder sits at the repository root, three levels above this file once built
+// into packages/db/dist/.
+const env = parseEnv({
+  DATABASE_URL: url(["postgres:", "postgresql:"], DEFAULT_DATABASE_URL),
+  MIGRATIONS_DIR: str(fileURLToPath(new URL("../../../migrations", import.meta.url))),
+});
 
-type Log = (msg: string) => void;
-
-/** Creates the database named in the URL when it is missing (several processes may race). */
-export async function ensureDatabase(url: string, log: Log = () => {}): Promise<void> {
-  const target = new URL(url);
-  const name = decodeURIComponent(target.pathname.replace(/^\//, ""));
-  if (!name) throw new Error("DATABASE_URL names no database");
-  const admin = new URL(url);
-  admin.pathname = "/postgres";
-  const client = new pg.Client({ connectionString: admin.toString(), connectionTimeoutMillis: 5_000 });
-  await client.connect();
-  try {
-    const found = await client.query("select 1 from pg_database where datname = $1", [name]);
-    if (found.rowCount) return;
-    try {
-      await client.query(`create database "${name.replaceAll('"', '""')}"`);
-      log(`created database ${name}`);
-    } catch (err) {
-      // 42P04 duplicate_database, 23505 when two CREATEs race on the catalog.
-      const code = (err as { code?: string }).code;
-      if (code !== "42P04" && code !== "23505") throw err;
-    }
-  } finally {
-    await client.end();
-  }
-}
-
-/** Applies pending migrations under a session advisory lock, so concurrent runs take turns. */
-export async function migrateDatabase(url: string, migrationsFolder: string, log: Log = () => {}): Promise<void> {
-  await ensureDatabase(url, log);
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
-  await client.connect();
-  try {
-    await client.query("set client_min_messages = warning");
-    await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
-    try {
-      await migrate(drizzle(client), { migrationsFolder });
-    } finally {
-      await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
-    }
-  } finally {
-    await client.end();
-  }
+try {
+  await migrateDatabase(env.DATABASE_URL, env.MIGRATIONS_DIR, (msg) => console.log(msg));
+  console.log("migrations applied");
+} catch (err) {
+  console.error(`migration failed: ${(err as Error).message}`);
+  process.exit(1);
 }
