@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
 #
-# One image for the API, the worker and the one-shot migrate job; the compose file
-# picks the command. Build: docker build -t ingest:local .
+# One image for the API, the worker, the one-shot migrate job and the importer; the
+# compose file picks the command. Build: docker build -t ingest:local .
 #   API (default): node apps/api/dist/index.js
 #   worker:        node apps/worker/dist/index.js
 #   migrate:       node packages/db/dist/migrate.js
+#   import:        node apps/importer/dist/cli/import.js DIR (DIR mounted into the container)
 #
 # Node runs directly as the container's main process (no `npm start`: npm does not pass
 # signals on reliably). The apps handle SIGTERM themselves and exit 0.
@@ -24,6 +25,7 @@ ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
 FROM base AS manifests
 COPY package.json package-lock.json ./
 COPY apps/api/package.json apps/api/
+COPY apps/importer/package.json apps/importer/
 COPY apps/worker/package.json apps/worker/
 COPY packages/catalog/package.json packages/catalog/
 COPY packages/config/package.json packages/config/
@@ -64,6 +66,7 @@ ENV NODE_ENV=production \
 COPY --from=prod-deps /app ./
 COPY --from=build /app/apps/api/dist ./apps/api/dist
 COPY --from=build /app/apps/worker/dist ./apps/worker/dist
+COPY --from=build /app/apps/importer/dist ./apps/importer/dist
 COPY --from=build /app/packages/db/dist ./packages/db/dist
 COPY --from=build /app/migrations ./migrations
 

@@ -3,11 +3,19 @@
 // before `npm install`.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const NPM = process.platform === "win32" ? "npm.cmd" : "npm";
-const MANIFESTS = ["package.json", "apps/api/package.json", "apps/worker/package.json", "package-lock.json"];
+
+/** The root manifest, the lockfile and every workspace's package.json (apps/*, packages/*). */
+function manifests(root) {
+  const workspaces = ["apps", "packages"]
+    .filter((dir) => existsSync(join(root, dir)))
+    .flatMap((dir) => readdirSync(join(root, dir)).sort().map((name) => join(dir, name, "package.json")))
+    .filter((file) => existsSync(join(root, file)));
+  return ["package.json", "package-lock.json", ...workspaces];
+}
 
 /** A step that failed, with the one line that says what to do. */
 export class PrepareError extends Error {}
@@ -26,7 +34,7 @@ function step(what, cmd, args, opts) {
 export function prepare({ root, env = process.env, log = console.log }) {
   const stamp = join(root, "node_modules", ".ingest-lock-hash");
   const turbo = join(root, "node_modules", ".bin", process.platform === "win32" ? "turbo.cmd" : "turbo");
-  const hash = createHash("sha256").update(Buffer.concat(MANIFESTS.map((f) => readFileSync(join(root, f))))).digest("hex");
+  const hash = createHash("sha256").update(Buffer.concat(manifests(root).map((f) => readFileSync(join(root, f))))).digest("hex");
   const current = existsSync(stamp) && readFileSync(stamp, "utf8") === hash && existsSync(turbo);
   if (!current) {
     rmSync(stamp, { force: true });

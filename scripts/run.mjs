@@ -189,7 +189,7 @@ async function main(command) {
       const env = { ...process.env, ...svc.env };
       let code = spawnSync(process.execPath, [join(ROOT, "packages/db/dist/migrate.js")], { cwd: ROOT, stdio: "inherit", env }).status ?? 1;
       if (code === 0) {
-        const child = spawn(process.execPath, [join(ROOT, "apps/worker/dist/cli/import.js"), ...process.argv.slice(3)], {
+        const child = spawn(process.execPath, [join(ROOT, "apps/importer/dist/cli/import.js"), ...process.argv.slice(3)], {
           cwd: process.env.INIT_CWD || ROOT,
           stdio: "inherit",
           env,
@@ -220,7 +220,7 @@ async function main(command) {
     }
     case "seed": {
       // `npm run seed -- --products N [--out DIR]`: writes a deterministic catalog; no services needed.
-      const res = spawnSync(process.execPath, [join(ROOT, "apps/worker/dist/cli/seed.js"), ...process.argv.slice(3)], {
+      const res = spawnSync(process.execPath, [join(ROOT, "apps/importer/dist/cli/seed.js"), ...process.argv.slice(3)], {
         cwd: process.env.INIT_CWD || ROOT,
         stdio: "inherit",
       });

@@ -98,9 +98,9 @@ async function buildCatalog(ctx, log, { n, name, url }) {
   let imported;
   try {
     const tSeed = performance.now();
-    await runCli("apps/worker/dist/cli/seed.js", ["--products", String(n), "--out", dir], {});
+    await runCli("apps/importer/dist/cli/seed.js", ["--products", String(n), "--out", dir], {});
     log(`catalog: seeded in ${secondsSince(tSeed)} s; importing`);
-    const out = await runCli("apps/worker/dist/cli/import.js", [dir, "--progress", "none"], {
+    const out = await runCli("apps/importer/dist/cli/import.js", [dir, "--progress", "none"], {
       DATABASE_URL: url,
       REDIS_URL: ctx.redisUrl,
       // The import invalidates the cache at its end: under this run's prefix, swept at cleanup.

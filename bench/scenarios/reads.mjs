@@ -32,8 +32,8 @@ export async function runReads(ctx, log) {
   const unregister = onTeardown(removeDir);
   const started = [];
   try {
-    await runCli("apps/worker/dist/cli/seed.js", ["--products", String(products), "--out", dir], {});
-    const out = await runCli("apps/worker/dist/cli/import.js", [dir, "--progress", "none"], {
+    await runCli("apps/importer/dist/cli/seed.js", ["--products", String(products), "--out", dir], {});
+    const out = await runCli("apps/importer/dist/cli/import.js", [dir, "--progress", "none"], {
       DATABASE_URL: ctx.databaseUrl,
       REDIS_URL: ctx.redisUrl,
       CACHE_PREFIX: ctx.cachePrefix,

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { createDb } from "@ingest/db";
-import { createScratchDatabase } from "./support/scratch.js";
+import { createScratchDatabase } from "../../../test/support/scratch.js";
 import { envelope } from "./support/envelope.js";
 import { applyWrite } from "../src/apply-write.js";
 import type { WriteEnvelope } from "../src/write.js";

@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { createDb } from "@ingest/db";
-import { createScratchDatabase } from "./support/scratch.js";
+import { createScratchDatabase } from "../../../test/support/scratch.js";
 import { envelope } from "./support/envelope.js";
 import { applyWrite } from "../src/apply-write.js";
 import type { Outcome } from "../src/write.js";

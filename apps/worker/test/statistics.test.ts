@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../../test/support/harness.js";
 import { createLogger } from "../src/logger.js";
 import { createAnalyzer } from "../src/statistics.js";
-import { createScratchDatabase } from "./support/scratch.js";
+import { createScratchDatabase } from "../../../test/support/scratch.js";
 
 const scratch = await createScratchDatabase("statistics");
 const { db, close } = createDb(scratch.url, { max: 3, applicationName: "ingest-test" });

@@ -34,7 +34,7 @@ import { createTurnSignal } from "../src/ordering.js";
 import type { WriteEnvelope } from "../src/write.js";
 import { createWritesProcessor } from "../src/writes-processor.js";
 import { envelope } from "./support/envelope.js";
-import { createScratchDatabase } from "./support/scratch.js";
+import { createScratchDatabase } from "../../../test/support/scratch.js";
 
 // A database of this file's own: a dispatcher takes every pending row it finds, and
 // must neither take other files' rows nor have its own taken by their workers.

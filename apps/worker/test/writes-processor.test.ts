@@ -10,7 +10,7 @@ import { createLogger } from "../src/logger.js";
 import { createWorkerMetrics } from "../src/metrics.js";
 import { createTurnSignal } from "../src/ordering.js";
 import { createWritesProcessor, type WritesProcessorDeps } from "../src/writes-processor.js";
-import { createScratchDatabase } from "./support/scratch.js";
+import { createScratchDatabase } from "../../../test/support/scratch.js";
 
 // A database of this file's own: its fixed product ids must not meet other files'.
 const scratch = await createScratchDatabase("writes_processor");

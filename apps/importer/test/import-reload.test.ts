@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { importCatalog } from "../src/import/import-catalog.js";
 import { generateCatalog } from "../src/seed/generate-catalog.js";
-import { createScratchDatabase, createTempDir, type Scratch, type TempDir } from "./support/scratch.js";
+import { createScratchDatabase, createTempDir, type Scratch, type TempDir } from "../../../test/support/scratch.js";
 
 const TABLES = ["products", "features", "styles", "photos", "skus", "related"] as const;
 

@@ -1,3 +1,4 @@
+// The importer's configuration: every variable `import` reads, parsed once at start.
 import { DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, hostPorts, int, oneOf, parseEnv, str, url } from "@ingest/config";
 import { DEFAULT_CACHE_PREFIX } from "@ingest/catalog";
 

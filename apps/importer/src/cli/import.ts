@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { parseCli, usageFailure } from "./args.js";
 import { importCatalog } from "../import/import-catalog.js";
-import { loadImportEnv } from "../import/env.js";
+import { loadImportEnv } from "../env.js";
 import { barProgress, lineProgress } from "../import/progress.js";
 import { formatSummary } from "../import/summary.js";
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { importCatalog, type ImportSummary } from "../src/import/import-catalog.js";
 import { formatSummary } from "../src/import/summary.js";
-import { createScratchDatabase, createTempDir, type Scratch, type TempDir } from "./support/scratch.js";
+import { createScratchDatabase, createTempDir, type Scratch, type TempDir } from "../../../test/support/scratch.js";
 
 // One export with every quirk a real one has; line numbers matter, they are asserted.
 const CRLF = (lines: string[]) => lines.join("\r\n") + "\r\n";

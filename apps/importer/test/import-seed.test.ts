@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { importCatalog } from "../src/import/import-catalog.js";
 import { generateCatalog, type SeedSummary } from "../src/seed/generate-catalog.js";
-import { createScratchDatabase, createTempDir, ROOT, type Scratch, type TempDir } from "./support/scratch.js";
+import { createScratchDatabase, createTempDir, ROOT, type Scratch, type TempDir } from "../../../test/support/scratch.js";
 
 const run = promisify(execFile);
 
@@ -106,12 +106,12 @@ describe("the compiled commands", () => {
     await truncate();
     const out = join(tmp.path, "cli");
     const prefix = `ingest-test-${inject("runId")}-import-cli:cache`;
-    const seeded = await run(process.execPath, ["apps/worker/dist/cli/seed.js", "--products", "50", "--out", out], { cwd: ROOT, env: env({}) });
+    const seeded = await run(process.execPath, ["apps/importer/dist/cli/seed.js", "--products", "50", "--out", out], { cwd: ROOT, env: env({}) });
     expect(seeded.stdout).toMatch(/seed: wrote [\d,]+ rows .* for 50 products/);
 
     const redis = new Redis(inject("redisUrl"));
     try {
-      const imported = await run(process.execPath, ["apps/worker/dist/cli/import.js", out], {
+      const imported = await run(process.execPath, ["apps/importer/dist/cli/import.js", out], {
         cwd: ROOT,
         env: env({ DATABASE_URL: db.url, CACHE_REDIS_URL: inject("redisUrl"), CACHE_PREFIX: prefix }),
       });
@@ -131,9 +131,9 @@ describe("the compiled commands", () => {
 
   it("exit with 1 when the folder holds no catalog file, and 2 without a folder", async () => {
     const empty = await tmp.write({});
-    const noFiles = run(process.execPath, ["apps/worker/dist/cli/import.js", empty], { cwd: ROOT, env: env({ DATABASE_URL: db.url, CACHE_REDIS_URL: "redis://127.0.0.1:1" }) });
+    const noFiles = run(process.execPath, ["apps/importer/dist/cli/import.js", empty], { cwd: ROOT, env: env({ DATABASE_URL: db.url, CACHE_REDIS_URL: "redis://127.0.0.1:1" }) });
     await expect(noFiles).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("no catalog files") });
-    const usage = run(process.execPath, ["apps/worker/dist/cli/import.js"], { cwd: ROOT, env: env({}) });
+    const usage = run(process.execPath, ["apps/importer/dist/cli/import.js"], { cwd: ROOT, env: env({}) });
     await expect(usage).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining("usage: import DIR") });
   });
 });

@@ -3,9 +3,9 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type pg from "pg";
-import { createScratchDb } from "../../../../test/support/scratch-db.js";
+import { createScratchDb } from "./scratch-db.js";
 
-export const ROOT = join(import.meta.dirname, "..", "..", "..", "..");
+export const ROOT = join(import.meta.dirname, "..", "..");
 
 export type Scratch = {
   url: string;

@@ -4,7 +4,7 @@ import { waitFor } from "../../../test/support/harness.js";
 import { importCatalog } from "../src/import/import-catalog.js";
 import { formatSummary } from "../src/import/summary.js";
 import { generateCatalog } from "../src/seed/generate-catalog.js";
-import { createScratchDatabase, createTempDir, type Scratch, type TempDir } from "./support/scratch.js";
+import { createScratchDatabase, createTempDir, type Scratch, type TempDir } from "../../../test/support/scratch.js";
 
 const TABLES = ["products", "features", "styles", "photos", "skus", "related"] as const;
 
