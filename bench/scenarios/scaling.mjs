@@ -4,9 +4,10 @@
 // for the same process count: the curve, and BullMQ's own ceiling to read it against.
 // Same jobs, concurrency and EMAIL_CONCURRENCY=0 as the drain scenario.
 import { measureDrains, startWorkers } from "./drain.mjs";
+import { onTeardown } from "../lib/processes.mjs";
 import { openQueue } from "../lib/queue.mjs";
 import { deleteKeys } from "../lib/resources.mjs";
-import { startRedisCluster } from "../lib/redis-cluster.mjs";
+import { startRedisCluster } from "../../scripts/redis-cluster.mjs";
 
 export const TARGETS = ["single", "cluster"];
 const SCALING_KINDS = ["worker", "noop"];
@@ -20,9 +21,12 @@ export async function runScaling(ctx, log) {
   const results = { jobs, concurrency: ctx.opts.concurrency, runs: {} };
   for (const target of TARGETS) {
     let cluster;
+    let unregister;
     if (target === "cluster") {
       const started = performance.now();
       cluster = await startRedisCluster({ masters: 3 });
+      // Ctrl-C or a failure elsewhere stops it with the rest of the run.
+      unregister = onTeardown(cluster.stop);
       const queueSlotMaster = await cluster.masterOf(ctx.prefix("scaling"));
       results.cluster = { masters: 3, replicas: 3, nodes: cluster.nodesEnv, startSeconds: (performance.now() - started) / 1000 };
       log(`scaling: private Redis Cluster up (3 masters + 3 replicas, ${cluster.nodesEnv}); the queue's hash slot is on ${queueSlotMaster}`);
@@ -50,6 +54,7 @@ export async function runScaling(ctx, log) {
         }
       }
     } finally {
+      unregister?.();
       await cluster?.stop();
     }
   }

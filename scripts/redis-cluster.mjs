@@ -1,14 +1,19 @@
-// A private Redis Cluster for `--only scaling`: 3 masters with one replica each, started
-// from the machine's redis-server on free loopback ports in a temp dir and joined with
-// `redis-cli --cluster create`, as test/support/redis-cluster.ts does for the tests.
-// Stopped (SIGKILL, dir removed) by stop(), at teardown (failure, Ctrl-C) and at exit.
+// A private Redis Cluster on loopback, for the tests and the bench: masters with one
+// replica each, started from the machine's redis-server on free ports in a temp dir and
+// joined with `redis-cli --cluster create`. Stopped (SIGKILL, dir removed) by stop(),
+// and at the latest when this process exits.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
-import { onTeardown, waitFor } from "./processes.mjs";
+
+/** Whether this machine can start a cluster of its own (redis-server and redis-cli on PATH). */
+export function clusterBinariesFound() {
+  return ["redis-server", "redis-cli"].every((bin) => spawnSync(bin, ["--version"], { stdio: "ignore" }).status === 0);
+}
 
 const listens = (port) =>
   new Promise((resolve) => {
@@ -30,7 +35,7 @@ async function freeClusterPort(taken) {
 }
 
 /** One command on one node over a short-lived connection. */
-async function command(port, fn) {
+export async function nodeCommand(port, fn) {
   const r = new Redis({ host: "127.0.0.1", port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2_000, commandTimeout: 2_000 });
   r.on("error", () => {});
   try {
@@ -41,20 +46,33 @@ async function command(port, fn) {
   }
 }
 
-/** Starts the cluster; resolves with its seed nodes and a stop(). */
-export async function startRedisCluster({ masters = 3 } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), "ingest-bench-cluster-"));
+async function until(check, timeoutMs, label) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${label}`);
+    await sleep(100);
+  }
+}
+
+/**
+ * Starts the cluster and resolves once every node agrees it is up and every replica
+ * streams from its master. nodeTimeoutMs is long by default: on a busy machine a short
+ * one fails masters over that are only slow, which may drop writes they acknowledged.
+ */
+export async function startRedisCluster({ masters = 3, nodeTimeoutMs = 15_000 } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "ingest-cluster-"));
   const procs = [];
-  let stopped;
+  const ports = [];
   const killSync = () => {
     for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
   };
-  // A process exit that skips teardown (an uncaught throw) still takes the servers along.
+  // A process exit that skips stop() (an uncaught throw, Ctrl-C) still takes the servers along.
   process.once("exit", killSync);
+  let stopped;
   const stop = () =>
     (stopped ??= (async () => {
-      unregister();
       process.off("exit", killSync);
       await Promise.all(
         procs.map((p) => {
@@ -66,17 +84,15 @@ export async function startRedisCluster({ masters = 3 } = {}) {
       );
       rmSync(dir, { recursive: true, force: true });
     })());
-  const unregister = onTeardown(stop);
   try {
     const taken = new Set();
-    const ports = [];
     for (let i = 0; i < masters * 2; i++) ports.push(await freeClusterPort(taken));
     for (const port of ports) {
       const proc = spawn(
         "redis-server",
         [
           "--port", String(port), "--bind", "127.0.0.1", "--dir", dir,
-          "--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "15000",
+          "--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", String(nodeTimeoutMs),
           "--appendonly", "no", "--save", "", "--maxmemory-policy", "noeviction",
         ],
         { stdio: "ignore" },
@@ -84,8 +100,8 @@ export async function startRedisCluster({ masters = 3 } = {}) {
       proc.on("error", () => {});
       procs.push(proc);
     }
-    const ping = async (port) => (await command(port, (r) => r.ping())) === "PONG";
-    await Promise.all(ports.map((port) => waitFor(() => ping(port), { timeoutMs: 10_000, label: `redis-server on ${port}` })));
+    const ping = async (port) => (await nodeCommand(port, (r) => r.ping())) === "PONG";
+    await Promise.all(ports.map((port) => until(() => ping(port), 10_000, `redis-server on ${port}`)));
     const created = spawnSync(
       "redis-cli",
       ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "1", "--cluster-yes"],
@@ -93,36 +109,39 @@ export async function startRedisCluster({ masters = 3 } = {}) {
     );
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${created.stdout}\n${created.stderr}`);
     // (Half the nodes are replicas: until each has taken its role, a check of the others passes vacuously.)
-    await waitFor(
+    await until(
       async () => {
         let replicas = 0;
         for (const port of ports) {
-          const info = await command(port, (r) => r.cluster("INFO"));
+          const info = await nodeCommand(port, (r) => r.cluster("INFO"));
           if (!/cluster_state:ok/.test(info) || !new RegExp(`cluster_known_nodes:${ports.length}\\b`).test(info)) return false;
-          const repl = await command(port, (r) => r.info("replication"));
+          const repl = await nodeCommand(port, (r) => r.info("replication"));
           if (/role:slave/.test(repl) && !/master_link_status:up/.test(repl)) return false;
           if (/role:slave/.test(repl)) replicas++;
         }
         return replicas === masters;
       },
-      { timeoutMs: 20_000, label: "cluster_state:ok on every node, every replica streaming" },
+      20_000,
+      "cluster_state:ok on every node, every replica streaming",
     );
-    const nodes = ports.map((port) => ({ host: "127.0.0.1", port }));
-    return {
-      nodes,
-      /** "127.0.0.1:p1,…": the value of REDIS_CLUSTER_NODES. */
-      nodesEnv: nodes.map((n) => `${n.host}:${n.port}`).join(","),
-      /** The master serving a key's slot, as host:port. */
-      async masterOf(key) {
-        const slot = Number(await command(ports[0], (r) => r.cluster("KEYSLOT", key)));
-        const slots = await command(ports[0], (r) => r.cluster("SLOTS"));
-        const hit = slots.find(([a, b]) => slot >= a && slot <= b);
-        return hit ? `${hit[2][0]}:${hit[2][1]}` : undefined;
-      },
-      stop,
-    };
   } catch (err) {
     await stop();
     throw err;
   }
+  const nodes = ports.map((port) => ({ host: "127.0.0.1", port }));
+  return {
+    ports,
+    nodes,
+    nodesEnv: nodes.map((n) => `${n.host}:${n.port}`).join(","),
+    async masterOf(key) {
+      const slot = Number(await nodeCommand(ports[0], (r) => r.cluster("KEYSLOT", key)));
+      const slots = await nodeCommand(ports[0], (r) => r.cluster("SLOTS"));
+      const hit = slots.find(([a, b]) => slot >= a && slot <= b);
+      return hit ? `${hit[2][0]}:${hit[2][1]}` : undefined;
+    },
+    signal(port, signal) {
+      procs[ports.indexOf(port)]?.kill(signal);
+    },
+    stop,
+  };
 }
