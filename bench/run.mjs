@@ -114,7 +114,7 @@ async function report({ machine, results }) {
   });
   await writeFile(join(dir, `${stamp}.json`), `${JSON.stringify(doc, null, 2)}\n`);
   await writeFile(join(dir, `${stamp}.svg`), svg);
-  // latest.* is what the README shows: only a full-length run of every default scenario
+  // latest.* is what docs/BENCHMARK.md shows: only a full-length run of every default scenario
   // replaces it (not --quick, whose single short repeats are a smoke test).
   const full = SCENARIOS.every((s) => opts.only.includes(s)) && !opts.quick;
   if (full) {
