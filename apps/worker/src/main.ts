@@ -35,7 +35,6 @@ import { createMaintenanceProcessor } from "./maintenance.js";
 import { createWorkerMetrics, serveWorkerMetrics } from "./metrics.js";
 import { createTurnSignal } from "./ordering.js";
 import { createAnalyzer } from "./statistics.js";
-import { versionGate } from "./version-gate.js";
 import { createWritesProcessor } from "./writes-processor.js";
 
 const env = (() => {
@@ -93,7 +92,7 @@ const catalog = createCommitInvalidation(createCatalogInvalidator({ redis: cache
 
 /** A worker of one lane (a write queue, bulk, emails): the same locks, stall tolerance and metrics for all. */
 function laneWorker<D>(name: QueueName, processor: Processor<D>, concurrency: number): Worker<D> {
-  const worker = new Worker<D>(name, versionGate(name, processor, { log, metrics }), {
+  const worker = new Worker<D>(name, processor, {
     connection,
     prefix: env.QUEUE_PREFIX,
     concurrency,
@@ -137,7 +136,7 @@ if (env.WORKER_BULK_CONCURRENCY > 0) {
   workers.push(laneWorker(BULK_QUEUE, processor, env.WORKER_BULK_CONCURRENCY));
 }
 
-const maintenance = new Worker(MAINTENANCE_QUEUE, versionGate(MAINTENANCE_QUEUE, createMaintenanceProcessor({ db, queues, log }), { log, metrics }), {
+const maintenance = new Worker(MAINTENANCE_QUEUE, createMaintenanceProcessor({ db, queues, log, metrics }), {
   connection,
   prefix: env.QUEUE_PREFIX,
   concurrency: 1,
