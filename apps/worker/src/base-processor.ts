@@ -1,6 +1,4 @@
-// The one processor every lane's jobs go through: the format gate, the refusal of a job
-// name the lane has no handler for, and the lane's metrics labelled by its queue. A lane
-// supplies only how to read its jobs and how to handle them.
+// The one processor every lane's jobs go through: format gate, unknown job names refused, metrics labelled by queue.
 import type { QueueName } from "@ingest/jobs";
 import { UnrecoverableError, type Job, type Processor } from "bullmq";
 import type { Logger } from "./logger.js";
@@ -16,6 +14,7 @@ export type JobScope = {
   failed(jobName: string, kind: "transient" | "permanent", count?: number): void;
 };
 
+/** What a lane supplies: how to read its jobs, and how to handle what they hold. */
 export type LaneHandler<I, R> = {
   queue: QueueName;
   /**

@@ -1,5 +1,4 @@
-// The worker's lanes, one row per queue: how many of its jobs a process runs at once,
-// the options of its BullMQ Worker, and the processor its jobs go through.
+// The worker's lanes, one row per queue: its concurrency, its BullMQ Worker's options and its processor.
 import type { Db } from "@ingest/db";
 import type { QueueName, Queues } from "@ingest/jobs";
 import { bullmqTelemetry } from "@ingest/telemetry";

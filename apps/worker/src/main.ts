@@ -1,5 +1,4 @@
-// The worker process: reads its configuration, runs the worker runtime (runtime.ts), and
-// closes it on SIGTERM or SIGINT. index.ts starts tracing before it is loaded.
+// The worker process: reads its configuration, runs the runtime (runtime.ts), closes it on SIGTERM or SIGINT.
 import { CLOSE_GRACE_MS, exitOnStopSignals, listenFailure } from "@ingest/config";
 import { hasHashTag } from "@ingest/jobs";
 import { setPriority } from "node:os";

@@ -1,6 +1,4 @@
-// The worker built from its configuration: connections, the cache invalidation, a
-// BullMQ Worker per lane of lanes.ts, the email dispatch, /metrics and /healthz, and one
-// close() for all of it. main.ts runs it as a process; tests run it in theirs.
+// The worker built from its configuration (createWorkerRuntime): main.ts runs it as a process, tests in theirs.
 import { createCacheConnection, createCatalogInvalidator } from "@ingest/catalog";
 import { throttled } from "@ingest/config";
 import { createDb, registerPoolMetrics } from "@ingest/db";
@@ -52,6 +50,7 @@ export type WorkerRuntime = {
   close: (reason?: string) => Promise<void>;
 };
 
+/** Connections, the cache invalidation, a Worker per lane of lanes.ts, the email dispatch, /metrics and /healthz, one close(). */
 export function createWorkerRuntime(env: Env, { log }: { log: Logger }): WorkerRuntime {
   // Process-wide: the format of every job this process adds, and the newest it reads.
   usePayloadVersion(env.PAYLOAD_VERSION);
@@ -108,6 +107,7 @@ export function createWorkerRuntime(env: Env, { log }: { log: Logger }): WorkerR
   let starting: Promise<void> | undefined;
   const start = () =>
     (starting ??= (async () => {
+      if (closing) return;
       analyzer.start();
       // As BullMQ's autorun does: a main loop that fails says so on the worker's error listener.
       for (const worker of workers) worker.run().catch((err: Error) => worker.emit("error", err));

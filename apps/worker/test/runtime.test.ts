@@ -1,6 +1,4 @@
-// The worker built in this process by createWorkerRuntime, beside the API: it applies what
-// the API accepts, every lane refuses a job it has no handler for, and close() leaves
-// nothing open behind it.
+// The worker runtime run in process beside the API: writes applied, unknown jobs refused, nothing open after close().
 import { QUEUE_NAMES, type QueueName } from "@ingest/jobs";
 import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
