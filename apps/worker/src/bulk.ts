@@ -2,17 +2,15 @@
 // a write with an id of its own, through the same loop as the interactive writes.
 import { BULK_JOB, BULK_LISTED_MAX, BULK_QUEUE, bulkLineId, JOBS, type BulkCounts, type BulkJobData, type BulkLine } from "@ingest/jobs";
 import { jobLedger } from "@ingest/db";
-import { UnrecoverableError, type Job } from "bullmq";
+import type { Job } from "bullmq";
+import { createLaneProcessor, type BaseDeps } from "./base-processor.js";
 import type { CommitInvalidation } from "./catalog-invalidation.js";
-import type { Logger } from "./logger.js";
-import { observeBatch, type WorkerMetrics } from "./metrics.js";
+import { observeBatch } from "./metrics.js";
 import { traceWrites } from "./write-spans.js";
 import { runWrites, type RunDeps } from "./run-writes.js";
 import type { Outcome, WriteEnvelope } from "./write.js";
 
-export type BulkDeps = Omit<RunDeps, "onBatch" | "onOrderWait"> & {
-  log: Logger;
-  metrics: WorkerMetrics;
+export type BulkDeps = Omit<RunDeps, "onBatch" | "onOrderWait"> & BaseDeps & {
   catalog: CommitInvalidation;
 };
 
@@ -30,9 +28,8 @@ export function createBulkProcessor(deps: BulkDeps) {
     onBatch: (size, fellBack) => observeBatch(deps.metrics, size, fellBack),
     onOrderWait: () => deps.metrics.orderWaits.inc(),
   };
-  return async (job: Job<BulkJobData>): Promise<BulkCounts> => {
-    if (job.name !== BULK_JOB) throw new UnrecoverableError(`UNKNOWN_JOB: no handler for job name "${job.name}"`);
-    const { lines, invalidCount, invalid, requestId } = job.data;
+  const handle = async (data: BulkJobData, job: Job): Promise<BulkCounts> => {
+    const { lines, invalidCount, invalid, requestId } = data;
     const redelivered = job.attemptsStarted > 1 || job.attemptsMade > 0;
     const counts: BulkCounts = { accepted: lines.length, applied: 0, failed: 0, invalid: invalidCount, failures: [], invalidLines: invalid };
     const envelope = (line: BulkLine): WriteEnvelope => ({
@@ -84,4 +81,6 @@ export function createBulkProcessor(deps: BulkDeps) {
     deps.log.info({ jobId: job.id, requestId, accepted: counts.accepted, applied: counts.applied, failed: counts.failed, invalid: counts.invalid }, "bulk batch done");
     return counts;
   };
+
+  return createLaneProcessor({ queue: BULK_QUEUE, read: (job) => (job.name === BULK_JOB ? (job.data as BulkJobData) : undefined), handle }, deps);
 }

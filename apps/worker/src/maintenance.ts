@@ -1,7 +1,8 @@
+// The maintenance lane's processor: the scheduler's housekeeping runs.
 import type { Db } from "@ingest/db";
-import type { Queues } from "@ingest/jobs";
+import { MAINTENANCE_JOB, MAINTENANCE_QUEUE, type Queues } from "@ingest/jobs";
+import { createLaneProcessor, type BaseDeps } from "./base-processor.js";
 import { pruneLedger } from "./ledger.js";
-import type { Logger } from "./logger.js";
 
 const LEDGER_KEEP_DAYS = 7;
 const EVENTS_KEEP = 10_000;
@@ -12,11 +13,13 @@ const EVENTS_KEEP = 10_000;
  * Idempotency records and sequence keys carry their own Redis TTLs, so
  * Redis drops them without help.
  */
-export function createMaintenanceProcessor(deps: { db: Db; queues: Queues; log: Logger }) {
-  return async () => {
+export function createMaintenanceProcessor(deps: BaseDeps & { db: Db; queues: Queues }) {
+  const handle = async () => {
     const ledgerRowsDeleted = await pruneLedger(deps.db, LEDGER_KEEP_DAYS);
     await Promise.all(Object.values(deps.queues).map((q) => q.trimEvents(EVENTS_KEEP)));
     deps.log.info({ ledgerRowsDeleted }, "maintenance done");
     return { ledgerRowsDeleted };
   };
+  // The scheduler's runs carry no data: their name is all there is to read.
+  return createLaneProcessor({ queue: MAINTENANCE_QUEUE, read: (job) => job.name === MAINTENANCE_JOB || undefined, handle }, deps);
 }

@@ -2,21 +2,19 @@
 // applied exactly once each, their outcomes returned per write, and every write that
 // fails for good turned into a failed job of its own, so Bull Board shows it with its
 // reason and an operator can retry it there.
-import { JOBS, writesOf, WRITES_JOB, type JobData, type Queues, type WriteOutcome, type WriteQueueName, type WritesResult } from "@ingest/jobs";
+import { JOBS, writesOf, WRITES_JOB, type JobData, type Queues, type Write, type WriteOutcome, type WriteQueueName, type WritesResult } from "@ingest/jobs";
 import { traceFieldsOf } from "@ingest/telemetry";
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
+import { createLaneProcessor, type BaseDeps, type JobScope } from "./base-processor.js";
 import { traceWrites } from "./write-spans.js";
 import type { CommitInvalidation } from "./catalog-invalidation.js";
-import type { Logger } from "./logger.js";
-import { observeBatch, type WorkerMetrics } from "./metrics.js";
+import { observeBatch } from "./metrics.js";
 import { databaseUnavailable } from "./errors.js";
 import { runWrites, type RunDeps } from "./run-writes.js";
 import type { Outcome, WriteEnvelope } from "./write.js";
 
-export type WritesProcessorDeps = Omit<RunDeps, "onBatch" | "onOrderWait"> & {
+export type WritesProcessorDeps = Omit<RunDeps, "onBatch" | "onOrderWait"> & BaseDeps & {
   queues: Queues;
-  log: Logger;
-  metrics: WorkerMetrics;
   catalog: CommitInvalidation;
   /** Follow-ups of the writes a chunk completed (the welcome emails of registrations); must not throw. */
   afterApplied?: (applied: { write: WriteEnvelope; result: unknown }[]) => Promise<void>;
@@ -64,10 +62,8 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
     throw new DelayedError();
   };
 
-  return async (job: Job, token?: string): Promise<WritesResult | unknown> => {
-    const writes = writesOf(job);
-    // Unknown names come only from foreign producers: no retry will give them a handler.
-    if (!writes) throw new UnrecoverableError(`UNKNOWN_JOB: no handler for job name "${job.name}"`);
+  const handle = async (writes: Write[], job: Job, scope: JobScope): Promise<WritesResult | unknown> => {
+    const { token } = scope;
     const carrier = job.name === WRITES_JOB;
     const redelivered = job.attemptsStarted > 1 || job.attemptsMade > 0;
     const envelopes: WriteEnvelope[] = writes.map((w) => ({
@@ -82,13 +78,12 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
     const spans = traceWrites(queue, job.id, envelopes);
 
     const outcomes: (Outcome | undefined)[] = new Array(envelopes.length);
-    const started = performance.now();
     let changed: number[] = [];
     let applied: { write: WriteEnvelope; result: unknown }[] = [];
     const onOutcome = (index: number, write: WriteEnvelope, outcome: Outcome) => {
       outcomes[index] = outcome;
       spans?.settled(write, outcome);
-      deps.metrics.duration.observe({ queue, job_name: write.name, outcome: outcome.status }, (performance.now() - started) / 1_000);
+      scope.settled(write.name, outcome.status);
       if (outcome.status === "completed") {
         changed = changed.concat(invalidatedBy(write, outcome.result));
         if (deps.afterApplied) applied.push({ write, result: outcome.result });
@@ -96,7 +91,7 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
       }
       // A spilled write's failure was counted and logged when it first failed.
       if (write.spilledFrom !== undefined) return;
-      deps.metrics.failures.inc({ queue, job_name: write.name, kind: "permanent" });
+      scope.failed(write.name, "permanent");
       // The write's own trace, not the carrier's.
       deps.log.warn({ jobId: write.id, jobName: write.name, requestId: write.requestId, code: outcome.code, reason: outcome.message, ...traceFieldsOf(write.trace) }, "write failed permanently");
     };
@@ -123,7 +118,7 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
         deps.log.warn({ err, jobId: job.id, writes: unfinished.length }, "PostgreSQL unavailable; job parked until it answers");
         return park(job, token, UNAVAILABLE_FIRST_MS);
       }
-      for (const w of unfinished) deps.metrics.failures.inc({ queue, job_name: w.name, kind: "transient" });
+      for (const w of unfinished) scope.failed(w.name, "transient");
       const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (!carrier || !last) {
         deps.log.warn({ err, jobId: job.id, writes: unfinished.length, attempt: job.attemptsMade + 1 }, "writes not applied, will retry");
@@ -156,4 +151,6 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
     );
     return { results } as WritesResult;
   };
+
+  return createLaneProcessor({ queue, read: writesOf, handle }, deps);
 }

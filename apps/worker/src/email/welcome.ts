@@ -5,6 +5,7 @@ import type { Db } from "@ingest/db";
 import {
   check,
   emailJobOptions,
+  EMAILS_QUEUE,
   emailsOf,
   welcomeEmailData,
   welcomeEmailJobId,
@@ -16,8 +17,7 @@ import {
 import { traceFieldsOf } from "@ingest/telemetry";
 import { UnrecoverableError, type Job, type Queue } from "bullmq";
 import { sql } from "drizzle-orm";
-import type { Logger } from "../logger.js";
-import type { WorkerMetrics } from "../metrics.js";
+import { createLaneProcessor, type BaseDeps, type JobScope } from "../base-processor.js";
 import { traceEmails } from "./email-spans.js";
 import { describeSendError, welcomeMessageId, type Mailer } from "./mailer.js";
 
@@ -111,12 +111,10 @@ export type WelcomeBatchResult =
   | { logged: number; loggedBefore: number; failed: { registrationId: number; reason: string }[] };
 export type WelcomeResult = { registrationId: number; messageId: string } & ({ sent: boolean } | { logged: boolean });
 
-export type EmailProcessorDeps = {
+export type EmailProcessorDeps = BaseDeps & {
   db: Db;
   mailer: Mailer;
   domain: string;
-  log: Logger;
-  metrics: WorkerMetrics;
   /** The emails queue, where an email that fails for good becomes a job of its own. */
   queue: Pick<Queue, "addBulk">;
 };
@@ -127,21 +125,9 @@ export function createEmailProcessor(deps: EmailProcessorDeps) {
       emails.map((e) => ({ name: WELCOME_EMAIL_JOB, data: welcomeEmailData(e) as never, opts: { ...emailJobOptions({ attempts: 1, delayMs: 1 }), jobId: welcomeEmailJobId(e.registrationId) } })),
     );
 
-  return async (job: Job): Promise<WelcomeResult | WelcomeBatchResult> => {
-    const emails = emailsOf(job);
-    // Unknown names and bad payloads come only from foreign producers: no retry fixes them.
-    if (!emails) throw new UnrecoverableError(`UNKNOWN_JOB: no handler for job name "${job.name}"`);
-    for (const email of emails) {
-      const { requestId: _r, trace: _t, ...payload } = email;
-      const checked = check(ZWelcomeEmailJob, payload);
-      if (!checked.ok) {
-        const detail = checked.errors.map((e) => `${e.path} ${e.message}`).join("; ");
-        throw new UnrecoverableError(`INVALID_PAYLOAD: invalid payload: ${detail}`);
-      }
-    }
+  const handle = async (emails: WelcomeEmail[], job: Job, scope: JobScope): Promise<WelcomeResult | WelcomeBatchResult> => {
     const single = job.name === WELCOME_EMAIL_JOB;
     const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    const started = performance.now();
     const spans = traceEmails(job.id, emails, deps.mailer, deps.domain);
     let outcomes: SendOutcome[];
     try {
@@ -169,7 +155,7 @@ export function createEmailProcessor(deps: EmailProcessorDeps) {
     // Only what an SMTP server took counts as sent.
     if (deps.mailer.kind === "smtp") deps.metrics.emailsSent.inc({ email: KIND }, sent);
     const outcome = forGood.length ? "failed" : retry.length ? "retry" : "completed";
-    deps.metrics.duration.observe({ queue: "emails", job_name: job.name, outcome }, (performance.now() - started) / 1_000);
+    scope.settled(job.name, outcome);
     if (forGood.length) deps.metrics.emailFailures.inc({ email: KIND, kind: "final" }, forGood.length);
     if (retry.length) deps.metrics.emailFailures.inc({ email: KIND, kind: "transient" }, retry.length);
     const log = deps.log.child({ jobId: job.id, jobName: job.name, ...(single && emails[0]!.requestId ? { requestId: emails[0]!.requestId } : {}) });
@@ -196,6 +182,22 @@ export function createEmailProcessor(deps: EmailProcessorDeps) {
     const failed = forGood.map(({ email, reason }) => ({ registrationId: email.registrationId, reason }));
     return logged ? { logged: sent, loggedBefore: sentBefore, failed } : { sent, sentBefore, failed };
   };
+
+  return createLaneProcessor({ queue: EMAILS_QUEUE, read: readEmails, handle }, deps);
+}
+
+/** The emails a job holds; a bad payload comes only from a foreign producer, and no retry fixes it. */
+function readEmails(job: Job): WelcomeEmail[] | undefined {
+  const emails = emailsOf(job);
+  for (const email of emails ?? []) {
+    const { requestId: _r, trace: _t, ...payload } = email;
+    const checked = check(ZWelcomeEmailJob, payload);
+    if (!checked.ok) {
+      const detail = checked.errors.map((e) => `${e.path} ${e.message}`).join("; ");
+      throw new UnrecoverableError(`INVALID_PAYLOAD: invalid payload: ${detail}`);
+    }
+  }
+  return emails;
 }
 
 export type { EmailRetry };
