@@ -7,7 +7,7 @@ import { freePort } from "../../../test/support/private-redis.js";
 import { loadEnv } from "../src/env.js";
 import { createLogger } from "../src/logger.js";
 import { createWorkerRuntime } from "../src/runtime.js";
-import { createScratchDatabase } from "./support/scratch.js";
+import { createScratchDatabase } from "../../../test/support/scratch.js";
 
 /** This process's open sockets, servers and timers that keep it alive, by kind. */
 function openResources(): Record<string, number> {
