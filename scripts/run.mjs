@@ -159,6 +159,14 @@ async function main(command) {
       await svc.stop();
       process.exit(code);
     }
+    case "test:unit": {
+      // The tests that need no PostgreSQL, Redis or build: seconds, for the edit-test loop.
+      const vitest = spawnSync(join(ROOT, "node_modules", ".bin", "vitest"), ["run", "--project", "unit", ...process.argv.slice(3)], {
+        cwd: ROOT,
+        stdio: "inherit",
+      });
+      process.exit(vitest.status ?? 1);
+    }
     case "test:chaos": {
       // The long form of the fault and fuzz tests: minutes of faults, 10,000 fuzz cases.
       const svc = await services();

@@ -23,6 +23,25 @@ const ROOT = join(import.meta.dirname, "..", "..");
  * must answer: the run fails (it does not skip) when they do not.
  */
 export default async function setup(project: TestProject) {
+  // Every project that needs the services calls this; the first prepares the run, the
+  // last to finish removes it.
+  const shared = globalThis as { ingestTestRun?: { ready: Promise<PreparedRun>; users: number } };
+  const entry = (shared.ingestTestRun ??= { ready: prepareRun(), users: 0 });
+  entry.users++;
+  const prepared = await entry.ready;
+  project.provide("databaseUrl", prepared.databaseUrl);
+  project.provide("redisUrl", prepared.redisUrl);
+  project.provide("runId", prepared.runId);
+  return async () => {
+    if (--entry.users > 0) return;
+    shared.ingestTestRun = undefined;
+    await prepared.teardown();
+  };
+}
+
+type PreparedRun = { databaseUrl: string; redisUrl: string; runId: string; teardown: () => Promise<void> };
+
+async function prepareRun(): Promise<PreparedRun> {
   const run = `${Date.now().toString(36)}${randomBytes(3).toString("hex")}`;
   const base = new URL(process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL);
   const dbName = `ingest_test_${run}`;
@@ -49,11 +68,7 @@ export default async function setup(project: TestProject) {
   await redis.connect();
   await redis.quit();
 
-  project.provide("databaseUrl", databaseUrl.toString());
-  project.provide("redisUrl", redisUrl);
-  project.provide("runId", run);
-
-  return async () => {
+  const teardown = async () => {
     const admin = new URL(base);
     admin.pathname = "/postgres";
     const client = new pg.Client({ connectionString: admin.toString() });
@@ -75,4 +90,5 @@ export default async function setup(project: TestProject) {
     }
     await r.quit();
   };
+  return { databaseUrl: databaseUrl.toString(), redisUrl, runId: run, teardown };
 }

@@ -1,3 +1,4 @@
+// The apps under test: the API in process or spawned, the worker spawned, and the requests tests make.
 import { spawn, type ChildProcess } from "node:child_process";
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
@@ -12,19 +13,9 @@ import { createRuntime, type Runtime } from "../../apps/api/src/deps.js";
 import { loadEnv } from "../../apps/api/src/env.js";
 import { createLogger } from "../../apps/api/src/logger.js";
 
-export const ROOT = join(import.meta.dirname, "..", "..");
+import { cachePrefixFor, ROOT, testEnv, waitFor } from "./env.js";
 
-/** Connection settings of this run, with a queue prefix of the file's own. */
-export function testEnv(name: string) {
-  return {
-    databaseUrl: inject("databaseUrl"),
-    redisUrl: inject("redisUrl"),
-    prefix: `{ingest-test-${inject("runId")}-${name}}`,
-  };
-}
-
-/** The file's catalog cache prefix: its queue prefix without the hash tag, as in production. */
-export const cachePrefixFor = (queuePrefix: string) => `${queuePrefix.replace(/^\{|\}$/g, "")}:cache`;
+export { cachePrefixFor, ROOT, testEnv, waitFor };
 
 export type Api = { url: string; runtime: Runtime; server: Server; close: () => Promise<void> };
 
@@ -107,23 +98,6 @@ async function spawnApp(app: "api" | "worker", prefix: string, env: Record<strin
 /** The compiled worker as its own process, as in production. Resolves once it is consuming. */
 export function spawnWorker(prefix: string, extra: Record<string, string> = {}): Promise<WorkerProcess> {
   return spawnApp("worker", prefix, extra, "worker started");
-}
-
-/** Polls until the condition holds; fails with the label after the timeout. */
-export async function waitFor<T>(
-  fn: () => T | Promise<T>,
-  timeoutMs = 10_000,
-  label = "condition",
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let pause = 10;
-  for (;;) {
-    const value = await fn();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${label}`);
-    await sleep(pause);
-    pause = Math.min(pause * 2, 100);
-  }
 }
 
 export function testDb(): DbHandle {

@@ -3,7 +3,7 @@
 import { Queue, Worker } from "bullmq";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FaultProxy } from "../../../test/support/fault-proxy.js";
-import { testEnv, waitFor } from "../../../test/support/harness.js";
+import { testEnv, waitFor } from "../../../test/support/env.js";
 import { createProducerConnection, createWorkerConnection, type RedisClient } from "../src/connection.js";
 import { createRedisWatchdog, type RedisWatchdog } from "../src/watchdog.js";
 

@@ -5,11 +5,11 @@ import { BULK_QUEUE, closeQueues, createQueues, EMAILS_QUEUE, QUEUE_NAMES, WRITE
 import { Redis } from "ioredis";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { checkEnv, loadEnv as loadApiEnv } from "../apps/api/src/env.js";
-import { loadEnv as loadWorkerEnv } from "../apps/worker/src/env.js";
-import { testEnv } from "./support/harness.js";
-import { createValidator, type Validator } from "./support/k8s-schema.js";
-import { applyJsonPatch, readObjects, renderKustomization, repoPath, type K8sObject } from "./support/kustomize.js";
+import { checkEnv, loadEnv as loadApiEnv } from "../../apps/api/src/env.js";
+import { loadEnv as loadWorkerEnv } from "../../apps/worker/src/env.js";
+import { testEnv } from "../support/harness.js";
+import { createValidator, type Validator } from "../support/k8s-schema.js";
+import { applyJsonPatch, readObjects, renderKustomization, repoPath, type K8sObject } from "../support/kustomize.js";
 
 // Rendered as `kubectl apply -k` would send them (see test/support/kustomize.ts for
 // the subset of kustomize this implements).

@@ -5,8 +5,8 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { findPrometheus } from "./support/prometheus.js";
-import { repoPath } from "./support/kustomize.js";
+import { findPrometheus } from "../support/prometheus.js";
+import { repoPath } from "../support/kustomize.js";
 
 type Rule = { alert: string; expr: string; annotations: Record<string, string> };
 type Groups = { groups: { name: string; rules: Rule[] }[] };

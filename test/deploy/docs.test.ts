@@ -6,7 +6,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 
-const ROOT = join(import.meta.dirname, "..");
+const ROOT = join(import.meta.dirname, "..", "..");
 const README_MAX_BYTES = 12_000;
 
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8");

@@ -3,8 +3,8 @@ import { promisify } from "node:util";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROOT, spawnWorker, startApi, testEnv, waitForJob, type Api, type WorkerProcess } from "./support/harness.js";
-import { createScratchDb, type ScratchDb } from "./support/scratch-db.js";
+import { ROOT, spawnWorker, startApi, testEnv, waitForJob, type Api, type WorkerProcess } from "../support/harness.js";
+import { createScratchDb, type ScratchDb } from "../support/scratch-db.js";
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
 

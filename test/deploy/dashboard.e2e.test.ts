@@ -5,12 +5,12 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { request, ROOT, spawnApi, spawnWorker, testEnv, waitFor, waitForJob, type ApiProcess, type WorkerProcess } from "./support/harness.js";
-import { freePort } from "./support/private-redis.js";
-import { findPrometheus, startPrometheus, type PrometheusServer } from "./support/prometheus.js";
-import { promqlNames } from "./support/promql-names.js";
-import { createScratchDb } from "./support/scratch-db.js";
-import { createSmtpSink, type SmtpSink } from "./support/smtp-sink.js";
+import { request, ROOT, spawnApi, spawnWorker, testEnv, waitFor, waitForJob, type ApiProcess, type WorkerProcess } from "../support/harness.js";
+import { freePort } from "../support/private-redis.js";
+import { findPrometheus, startPrometheus, type PrometheusServer } from "../support/prometheus.js";
+import { promqlNames } from "../support/promql-names.js";
+import { createScratchDb } from "../support/scratch-db.js";
+import { createSmtpSink, type SmtpSink } from "../support/smtp-sink.js";
 
 // The email lane sweeps its database's pending emails: this file's registrations stay in a database of its own.
 const scratch = await createScratchDb("dashboard_e2e");

@@ -2,8 +2,8 @@ import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { cachePrefixFor, request, ROOT, testEnv, waitFor } from "./support/harness.js";
-import { freePort } from "./support/private-redis.js";
+import { cachePrefixFor, request, ROOT, testEnv, waitFor } from "../support/harness.js";
+import { freePort } from "../support/private-redis.js";
 
 const { databaseUrl, redisUrl, prefix } = testEnv("start");
 

@@ -4,7 +4,7 @@ import { connect, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ensureServices, stopEmbedded, type Services } from "../scripts/services.mjs";
+import { ensureServices, stopEmbedded, type Services } from "../../scripts/services.mjs";
 
 const quiet = () => {};
 

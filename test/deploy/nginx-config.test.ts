@@ -6,11 +6,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { loadEnv as loadApiEnv } from "../apps/api/src/env.js";
-import { ROOT, spawnApi, testEnv, waitFor, type ApiProcess } from "./support/harness.js";
-import { findNginx } from "./support/nginx.js";
-import { freePort } from "./support/private-redis.js";
-import { rawHttp } from "./support/raw-http.js";
+import { loadEnv as loadApiEnv } from "../../apps/api/src/env.js";
+import { ROOT, spawnApi, testEnv, waitFor, type ApiProcess } from "../support/harness.js";
+import { findNginx } from "../support/nginx.js";
+import { freePort } from "../support/private-redis.js";
+import { rawHttp } from "../support/raw-http.js";
 
 const CONF = readFileSync(join(ROOT, "deploy/nginx/nginx.conf"), "utf8");
 const COMPOSE = parseYaml(readFileSync(join(ROOT, "docker-compose.yml"), "utf8"), { merge: true }) as {

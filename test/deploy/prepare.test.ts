@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { prepare, PrepareError } from "../scripts/prepare.mjs";
+import { prepare, PrepareError } from "../../scripts/prepare.mjs";
 
 /**
  * A project shaped like this one for the install step: the build tool (`turbo`) is a dev
