@@ -1,3 +1,4 @@
+// The test harness: the run's settings, the API in process, and the apps as processes of their own.
 import { spawn, type ChildProcess } from "node:child_process";
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";

@@ -1,3 +1,4 @@
+// A small `kustomize build` for the features deploy/k8s uses.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseAllDocuments, parse as parseYaml } from "yaml";

@@ -1,3 +1,4 @@
+// Sends raw bytes as an HTTP request and reads back the whole response.
 import { connect } from "node:net";
 
 export type RawReply = {

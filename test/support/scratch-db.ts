@@ -1,3 +1,4 @@
+// A migrated database of a test file's own, and dropping one.
 import { join } from "node:path";
 import { createDb, migrateDatabase, type DbHandle } from "@ingest/db";
 import pg from "pg";

@@ -1,3 +1,4 @@
+// AppError and its codes, and the middleware that answers every error as problem+json.
 import type { ErrorRequestHandler, Response } from "express";
 import type { Logger } from "./logger.js";
 

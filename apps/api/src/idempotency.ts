@@ -1,3 +1,4 @@
+// The Idempotency-Key header of a write: its check and the fingerprint of the body it covers.
 import { createHash } from "node:crypto";
 import type { Request } from "express";
 import type { Idempotency } from "@ingest/jobs";

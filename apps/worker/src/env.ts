@@ -1,3 +1,4 @@
+// The worker's configuration: every variable it reads, parsed once at start.
 import {
   DEFAULT_DATABASE_URL,
   DEFAULT_REDIS_URL,

@@ -1,3 +1,4 @@
+// The catalog cache's key scheme: resources, their keys and the versions in them.
 import { randomBytes } from "node:crypto";
 
 /** One cacheable read of the catalog. */

@@ -1,3 +1,4 @@
+// The SQL of each catalog read: one statement that builds the whole answer as JSON in PostgreSQL.
 import type { Db } from "@ingest/db";
 import { sql, type SQL } from "drizzle-orm";
 import type { Resource } from "./keys.js";

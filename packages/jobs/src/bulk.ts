@@ -1,3 +1,4 @@
+// The product.bulk job: its lines, its data and what GET /jobs/:id shows of it.
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import type { JobName, PayloadOf } from "./definitions.js";
 import { ZProduct, ZProductPatch } from "./payloads.js";

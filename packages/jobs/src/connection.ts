@@ -1,3 +1,4 @@
+// Redis connections for queues: the API's fails fast, the worker's waits for Redis.
 import { redisAuthOf, type HostPort } from "@ingest/config";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 

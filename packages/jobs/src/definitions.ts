@@ -1,3 +1,4 @@
+// Every queue and job defined once: names, payload schemas, results and job id prefixes.
 import type { TraceCarrier } from "@ingest/telemetry";
 import type { Static, TSchema } from "@sinclair/typebox";
 import {

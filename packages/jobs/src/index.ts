@@ -1,3 +1,4 @@
+// @ingest/jobs: the job definitions, payloads, queues, connections and the producer.
 export * from "./definitions.js";
 export * from "./emails.js";
 export * from "./maintenance.js";

@@ -1,3 +1,4 @@
+// The daily maintenance job and the scheduler that adds it.
 import type { Queue } from "bullmq";
 
 export const MAINTENANCE_SCHEDULER_ID = "daily-maintenance";

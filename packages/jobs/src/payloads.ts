@@ -1,3 +1,4 @@
+// The payload schemas of the write jobs (products, features, registrations) and their types.
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 
 // Request bodies and job payloads share these schemas: the API validates with them,

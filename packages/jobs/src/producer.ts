@@ -1,3 +1,4 @@
+// The Producer: validates a write, reserves its idempotency key and sequence number in Redis, then adds its job.
 import { createHash, randomUUID } from "node:crypto";
 import { withTimeout } from "@ingest/runtime";
 import { ReplyError } from "ioredis";

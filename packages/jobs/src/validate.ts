@@ -1,3 +1,4 @@
+// Validates a payload against its schema once, with readable field errors and normalised prices.
 import type { Static, TSchema } from "@sinclair/typebox";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import addFormatsModule from "ajv-formats";

@@ -1,3 +1,4 @@
+// Bull Board at /admin/queues: every queue's jobs for operators, behind Basic auth.
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { ExpressAdapter } from "@bull-board/express";

@@ -1,3 +1,4 @@
+// The catalog reads the API serves: the in-process and Redis caches in front of PostgreSQL, built from the env.
 import { throttled } from "@ingest/runtime";
 import { catalogKeys, createCacheConnection, createCatalogQueries, type CacheRedis, type CacheTarget, type Resource } from "@ingest/catalog";
 import type { Db } from "@ingest/db";

@@ -1,3 +1,4 @@
+// A cached catalog answer: its bytes, its ETag, its encoding in Redis and If-None-Match against it.
 import { createHash } from "node:crypto";
 
 /** One cached answer: the JSON PostgreSQL built (or "no such product") and when it was read. */

@@ -1,3 +1,4 @@
+// Read-through over the two caches and PostgreSQL: one query in flight per key, stale answers while it refreshes.
 import { setTimeout as sleep } from "node:timers/promises";
 import { resourceKey, type InvalidationMessage, type Resource } from "@ingest/catalog";
 import { makeEntry, type Entry } from "./entry.js";

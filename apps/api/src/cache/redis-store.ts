@@ -1,3 +1,4 @@
+// The shared Redis cache of catalog answers, with its refresh locks and a circuit breaker.
 import { randomBytes } from "node:crypto";
 import { catalogKeys, newVersion, VERSION_TTL_S, type CacheRedis, type Resource } from "@ingest/catalog";
 import { Cluster } from "ioredis";

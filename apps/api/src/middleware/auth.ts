@@ -1,3 +1,4 @@
+// Bearer JWT auth for writes (HS256 secret or JWKS), with a scope per route.
 import type { RequestHandler } from "express";
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { AppError } from "../errors.js";

@@ -1,3 +1,4 @@
+// The one middleware every request passes first: request id, access log, metrics, headers, CORS and load shedding.
 import { randomUUID } from "node:crypto";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { AppError } from "../errors.js";

@@ -1,3 +1,4 @@
+// NDJSON request bodies for bulk writes, read line by line within the limits.
 import { isUtf8 } from "node:buffer";
 import { createHash } from "node:crypto";
 import type { Request, RequestHandler } from "express";

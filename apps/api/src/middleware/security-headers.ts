@@ -1,3 +1,4 @@
+// helmet's security headers, captured once at start as fixed lists to set on each response.
 import helmet from "helmet";
 
 // The API is often reached over plain HTTP (behind a TLS proxy, or on a private

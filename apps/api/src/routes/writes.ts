@@ -1,3 +1,4 @@
+// The write routes: each validated request becomes a job and is answered 202 with its id.
 import {
   BULK_JOB,
   BULK_LISTED_MAX,

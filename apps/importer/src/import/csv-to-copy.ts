@@ -1,3 +1,4 @@
+// Turns a catalog CSV into PostgreSQL COPY text, sending bad rows to the reject log.
 import { Transform, type TransformCallback } from "node:stream";
 import { CSV_OPTIONS, CsvReader, type ReaderEvents } from "./csv-reader.js";
 import { BadField, checkField } from "./field-check.js";

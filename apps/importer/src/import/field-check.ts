@@ -1,3 +1,4 @@
+// Checks and normalises one CSV field for its column, or says why it is bad.
 import type { Column } from "./tables.js";
 
 // Checks and normalises one CSV field for its column, producing the COPY text the

@@ -1,3 +1,4 @@
+// Imports a folder of catalog CSV files, each file in its own transaction, children waiting for their parents' files.
 import type { CacheTarget } from "@ingest/catalog";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";

@@ -1,3 +1,4 @@
+// Loads one CSV file atomically: stage, wait for the parents' files, merge, commit, analyze.
 import type pg from "pg";
 import { analyzeTable } from "./analyze-table.js";
 import { mergeFile } from "./merge-file.js";

@@ -1,3 +1,4 @@
+// Merges one file's staged rows into its table and commits, retrying a merge that met a concurrent write (deadlock, key conflict).
 import type pg from "pg";
 import {
   advanceSequenceSql,

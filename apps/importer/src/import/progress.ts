@@ -1,3 +1,4 @@
+// The import's progress: a terminal bar, or plain lines for logs and pipes.
 import { MultiBar, Presets, type SingleBar } from "cli-progress";
 import type { ImportProgress, ProgressState } from "./import-catalog.js";
 import type { FileResult } from "./load-file.js";

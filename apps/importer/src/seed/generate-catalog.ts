@@ -1,3 +1,4 @@
+// Writes a deterministic seeded catalog as the six CSV export files, optionally with bad rows.
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { CsvSink } from "./csv-sink.js";

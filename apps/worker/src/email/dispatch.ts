@@ -1,3 +1,4 @@
+// The welcome email dispatcher: moves pending rows of the email_sends outbox into emails jobs.
 import { throttled, withTimeout } from "@ingest/runtime";
 import type { Db } from "@ingest/db";
 import { emailJobOptions, welcomeBatchJobId, WELCOME_BATCH_JOB, type EmailRetry, type WelcomeBatchData } from "@ingest/jobs";

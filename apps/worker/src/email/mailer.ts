@@ -1,3 +1,4 @@
+// Sends email over an SMTP pool, or logs it when SMTP_URL is unset.
 import nodemailer from "nodemailer";
 import type { Logger } from "../logger.js";
 

@@ -1,3 +1,4 @@
+// The product row helpers the product handlers share: columns, features, a free id.
 import { features, products } from "@ingest/db";
 import type { TProduct, TProductPatch } from "@ingest/jobs";
 import { eq, sql } from "drizzle-orm";
