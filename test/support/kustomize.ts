@@ -70,7 +70,7 @@ export function readObjects(path: string): K8sObject[] {
   });
 }
 
-export const idOf = (o: K8sObject) => `${o.kind}/${o.metadata.name}`;
+const idOf = (o: K8sObject) => `${o.kind}/${o.metadata.name}`;
 
 function applyPatch(objects: K8sObject[], p: Patch, dir: string): K8sObject[] {
   const text = p.patch ?? (p.path ? readFileSync(resolve(dir, p.path), "utf8") : undefined);
@@ -142,7 +142,7 @@ function setImage(objects: K8sObject[], image: Image, file: string): void {
   if (!hits) throw new Error(`${file}: image ${image.name} is used by no container`);
 }
 
-export function parseImage(ref: string): { name: string; tag?: string; digest?: string } {
+function parseImage(ref: string): { name: string; tag?: string; digest?: string } {
   const [nameAndTag, digest] = ref.split("@") as [string, string | undefined];
   const slash = nameAndTag.lastIndexOf("/");
   const colon = nameAndTag.lastIndexOf(":");

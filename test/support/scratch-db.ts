@@ -36,7 +36,7 @@ export async function createScratchDb(name: string, opts: { encoding?: "LATIN1" 
 }
 
 /** DROP DATABASE ... WITH (FORCE): ends every connection to it, then removes it. */
-export async function dropDatabase(name: string): Promise<void> {
+async function dropDatabase(name: string): Promise<void> {
   await adminQuery(`drop database if exists "${name.replaceAll('"', '""')}" with (force)`);
 }
 

@@ -67,7 +67,7 @@ export function problemOf(err: AppError): { status: number; body: string } {
   return { status, body };
 }
 
-export function sendProblem(res: Response, err: AppError): void {
+function sendProblem(res: Response, err: AppError): void {
   if (err.extra.retryAfterS !== undefined) res.set("Retry-After", String(err.extra.retryAfterS));
   if (err.extra.allow) res.set("Allow", err.extra.allow.join(", "));
   if (err.extra.headers) res.set(err.extra.headers);

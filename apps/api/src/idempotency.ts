@@ -38,7 +38,7 @@ function repeated(rawHeaders: string[], name: string): boolean {
 }
 
 /** JSON with object keys sorted, so the same body in another key order matches. */
-export function stableStringify(value: unknown): string {
+function stableStringify(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
   if (value && typeof value === "object") {
     const entries = Object.keys(value)

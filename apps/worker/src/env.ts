@@ -88,7 +88,7 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
 
 export type Env = ReturnType<typeof loadEnv>;
 
-export const DEFAULT_MAIL_FROM = "Ingest <no-reply@localhost>";
+const DEFAULT_MAIL_FROM = "Ingest <no-reply@localhost>";
 
 /** "Name <user@domain>" or "user@domain"; the domain also names the Message-IDs. */
 function mailbox(fallback: string) {

@@ -12,4 +12,4 @@ export {
   type InvalidationMessage,
   type Resource,
 } from "./keys.js";
-export { catalogStatement, createCatalogQueries, type CatalogQueries } from "./queries.js";
+export { createCatalogQueries, type CatalogQueries } from "./queries.js";

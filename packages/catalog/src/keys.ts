@@ -21,7 +21,7 @@ export function resourceKey(r: Resource): string {
 // entries cached before are never served again (they expire on their own), and API
 // processes of two releases side by side during a deploy each read their own.
 // 2: a style without photos or skus answers the original API's placeholders.
-export const ENTRY_SHAPE = 2;
+const ENTRY_SHAPE = 2;
 
 /**
  * Key scheme. Every entry key carries the global catalog version and the version of

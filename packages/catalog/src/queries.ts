@@ -66,7 +66,7 @@ const LIST = (page: number, count: number) => sql`
     order by id limit ${count}
   ) p`;
 
-export function catalogStatement(r: Resource): SQL {
+function catalogStatement(r: Resource): SQL {
   switch (r.kind) {
     case "product":
       return PRODUCT(r.id);

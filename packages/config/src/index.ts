@@ -1,7 +1,7 @@
 // Typed readers for environment variables. Each app declares its own schema in env.ts
 // with these; a bad value stops the process with a message naming the variable.
 
-export class ConfigError extends Error {
+class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`invalid configuration:\n  ${problems.join("\n  ")}`);
   }

@@ -15,7 +15,7 @@ export const DEFAULT_BULK_MAX_LINES = 10_000;
 
 const ZProductId = Type.Integer({ minimum: 1, maximum: 2_147_483_647 });
 
-export const BULK_OPS = {
+const BULK_OPS = {
   create: Type.Object({ op: Type.Literal("create"), product: ZProduct }, { additionalProperties: false }),
   replace: Type.Object({ op: Type.Literal("replace"), id: ZProductId, product: ZProduct }, { additionalProperties: false }),
   patch: Type.Object({ op: Type.Literal("patch"), id: ZProductId, changes: ZProductPatch }, { additionalProperties: false }),

@@ -14,7 +14,7 @@ export type RedisClient = Redis | Cluster;
 export type RedisTarget = { url: string; clusterNodes?: readonly HostPort[] | undefined };
 
 /** The cluster's seed nodes, or undefined for a single server. */
-export function clusterNodesOf(target: string | RedisTarget): readonly HostPort[] | undefined {
+function clusterNodesOf(target: string | RedisTarget): readonly HostPort[] | undefined {
   return typeof target === "string" || !target.clusterNodes?.length ? undefined : target.clusterNodes;
 }
 

@@ -3,10 +3,9 @@ export * from "./definitions.js";
 export * from "./emails.js";
 export * from "./maintenance.js";
 export * from "./payloads.js";
-export { check, normalisePrice, type Checked, type FieldError } from "./validate.js";
+export { check, type Checked, type FieldError } from "./validate.js";
 export { hasHashTag } from "./queues.js";
 export {
-  clusterNodesOf,
   createProducerConnection,
   createWorkerConnection,
   waitForReady,
@@ -14,17 +13,14 @@ export {
   type RedisClient,
   type RedisTarget,
 } from "./connection.js";
-export { createCarrierAdder, type CarrierAdder, type CarrierAdderOptions, type CarrierSlot } from "./carrier-add.js";
 export { createRedisWatchdog, type RedisWatchdog, type WatchOptions } from "./watchdog.js";
-export { createReplicaWait, NotReplicatedError, type ReplicaWait } from "./replication.js";
+export { NotReplicatedError, type ReplicaWait } from "./replication.js";
 export { closeQueues, createQueues, DEFAULT_JOB_OPTIONS, DEFAULT_PREFIX, type Queues } from "./queues.js";
 export {
   hashKey,
   IdempotencyConflictError,
-  InvalidPayloadError,
   QueueUnavailableError,
   Producer,
-  CARRIER_DEFAULTS,
   type CarrierLimits,
   type Accepted,
   type EnqueueOptions,

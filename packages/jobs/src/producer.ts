@@ -93,7 +93,7 @@ export class QueueUnavailableError extends Error {
 // BullMQ waits for a connection rather than failing; the API must not hang on it.
 const ADD_TIMEOUT_MS = 5_000;
 
-export class InvalidPayloadError extends Error {
+class InvalidPayloadError extends Error {
   constructor(readonly errors: { path: string; message: string }[]) {
     super("invalid job payload");
   }
@@ -125,7 +125,7 @@ export type CarrierLimits = { maxWrites: number; maxBytes: number; lingerMs: num
 // Under load a turn of the event loop brings a carrier's writes; far from saturation a
 // carrier waits up to 10 ms for 8 of them, so that each write does not pay a job's fixed
 // cost alone (a 202 waits that much longer).
-export const CARRIER_DEFAULTS: CarrierLimits = { maxWrites: 500, maxBytes: 1024 * 1024, lingerMs: 10, minWrites: 8 };
+const CARRIER_DEFAULTS: CarrierLimits = { maxWrites: 500, maxBytes: 1024 * 1024, lingerMs: 10, minWrites: 8 };
 
 export function hashKey(value: string): string {
   return createHash("sha256").update(value).digest("base64url");

@@ -6,7 +6,7 @@ import type { Queues } from "@ingest/jobs";
 import { Router, type Express } from "express";
 import { basicAuth } from "./basic-auth.js";
 
-export const BOARD_PATH = "/admin/queues";
+const BOARD_PATH = "/admin/queues";
 
 export type BoardConfig = { user: string; password: string; readOnly: boolean };
 

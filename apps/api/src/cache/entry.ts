@@ -10,7 +10,7 @@ export type Entry = {
 };
 
 /** A strong validator: the same bytes always give the same tag, in every process. */
-export function etagOf(body: Buffer): string {
+function etagOf(body: Buffer): string {
   return `"${createHash("sha256").update(body).digest("base64url").slice(0, 32)}"`;
 }
 

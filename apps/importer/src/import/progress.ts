@@ -38,7 +38,7 @@ function phase(state: ProgressState): string {
   return parts.join("; ") || "finishing";
 }
 
-export function fileLine(r: FileResult): string {
+function fileLine(r: FileResult): string {
   if (r.status === "absent") return `${r.file}: not found, skipped`;
   if (r.status === "failed") return `${r.file}: FAILED, nothing loaded: ${r.error}`;
   return (

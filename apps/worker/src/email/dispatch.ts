@@ -9,7 +9,7 @@ import type { Logger } from "../logger.js";
 import type { WorkerMetrics } from "../metrics.js";
 
 // Rows per transaction: one addBulk and one update for all of them.
-export const DISPATCH_BATCH_SIZE = 500;
+const DISPATCH_BATCH_SIZE = 500;
 // Emails per job: a job's sends share its transactions and its retries.
 export const EMAILS_PER_JOB = 100;
 // Redis that does not take the jobs in this long fails the dispatch: the rows stay

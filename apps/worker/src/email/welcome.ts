@@ -22,9 +22,9 @@ import { traceEmails } from "./email-spans.js";
 import { describeSendError, welcomeMessageId, type Mailer } from "./mailer.js";
 
 const KIND = "welcome";
-export const WELCOME_SUBJECT = "Welcome to ingest";
+const WELCOME_SUBJECT = "Welcome to ingest";
 // Emails per transaction: their rows stay locked while the SMTP server takes them.
-export const SEND_CHUNK = 100;
+const SEND_CHUNK = 100;
 
 export type SendOutcome =
   | { registrationId: number; messageId: string; sent: boolean }

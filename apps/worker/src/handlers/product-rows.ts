@@ -1,5 +1,5 @@
 // The product row helpers the product handlers share: columns, features, a free id.
-import { features, products } from "@ingest/db";
+import { features } from "@ingest/db";
 import type { TProduct, TProductPatch } from "@ingest/jobs";
 import { eq, sql } from "drizzle-orm";
 import type { Tx } from "./types.js";
@@ -59,4 +59,3 @@ export async function insertAtFreeId(tx: Tx, columns: ReturnType<typeof productC
 }
 
 export const touch = { updatedAt: sql`now()` };
-export { products };
