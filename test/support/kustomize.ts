@@ -88,7 +88,7 @@ function applyPatch(objects: K8sObject[], p: Patch, dir: string): K8sObject[] {
   return objects.map((o) => (matches.includes(o) ? applyJsonPatch(o, ops) : o));
 }
 
-export type JsonPatchOp = { op: "add" | "replace" | "remove"; path: string; value?: unknown };
+type JsonPatchOp = { op: "add" | "replace" | "remove"; path: string; value?: unknown };
 
 /** RFC 6902 add, replace and remove; an operation on a missing location throws. */
 export function applyJsonPatch<T>(doc: T, ops: JsonPatchOp[]): T {

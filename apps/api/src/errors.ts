@@ -2,7 +2,7 @@
 import type { ErrorRequestHandler, Response } from "express";
 import type { Logger } from "./logger.js";
 
-export type FieldError = { path: string; message: string };
+type FieldError = { path: string; message: string };
 
 const CODES = {
   validation: { status: 400, title: "Request validation failed" },
@@ -28,7 +28,7 @@ const CODES = {
   internal: { status: 500, title: "Internal server error" },
 } as const;
 
-export type ErrorCode = keyof typeof CODES;
+type ErrorCode = keyof typeof CODES;
 
 type Extra = {
   errors?: FieldError[];

@@ -18,7 +18,7 @@ const SHED_REASONS = ["event_loop", "queue_full", "redis_memory"] as const;
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-export type MetricsOptions = {
+type MetricsOptions = {
   eventLoopDelay?: () => number;
   /** A node:cluster process: a scrape answers the sum over all the API's processes, gathered by the primary. */
   clustered?: boolean;

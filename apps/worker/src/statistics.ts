@@ -22,7 +22,7 @@ const LOCK_KEY = "ingest:table-maintenance";
 // VACUUM runs without a statement timeout; the client still gives up on a dead connection.
 const MAINTENANCE_TIMEOUT_MS = 3_600_000;
 
-export type Analyzer = { runOnce(): Promise<string[]>; start(): void; close(): Promise<void> };
+type Analyzer = { runOnce(): Promise<string[]>; start(): void; close(): Promise<void> };
 
 type Due = { relname: string; analyze: boolean; vacuum: boolean };
 

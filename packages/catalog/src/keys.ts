@@ -44,8 +44,6 @@ export function catalogKeys(prefix: string) {
   };
 }
 
-export type CatalogKeys = ReturnType<typeof catalogKeys>;
-
 export function newVersion(): string {
   return `${Date.now().toString(36)}${randomBytes(4).toString("hex")}`;
 }

@@ -79,7 +79,7 @@ function catalogStatement(r: Resource): SQL {
   }
 }
 
-export type CatalogQueries = {
+type CatalogQueries = {
   /** The JSON text of the answer, or undefined when the product does not exist. */
   read(r: Resource): Promise<string | undefined>;
   /** Statements sent to PostgreSQL so far (tests count them; metrics may export them). */

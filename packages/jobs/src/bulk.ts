@@ -1,5 +1,5 @@
 // The product.bulk job: its lines, its data and what GET /jobs/:id shows of it.
-import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { Type, type TSchema } from "@sinclair/typebox";
 import type { JobName, PayloadOf } from "./definitions.js";
 import { ZProduct, ZProductPatch } from "./payloads.js";
 import { check, type FieldError } from "./validate.js";
@@ -21,7 +21,7 @@ const BULK_OPS = {
   patch: Type.Object({ op: Type.Literal("patch"), id: ZProductId, changes: ZProductPatch }, { additionalProperties: false }),
   delete: Type.Object({ op: Type.Literal("delete"), id: ZProductId }, { additionalProperties: false }),
 } satisfies Record<string, TSchema>;
-export type BulkOp = keyof typeof BULK_OPS;
+type BulkOp = keyof typeof BULK_OPS;
 
 /** For the OpenAPI document: what one line may be. */
 export const ZBulkLine = Type.Union(Object.values(BULK_OPS), { $id: "BulkLine" });
@@ -91,5 +91,3 @@ export function parseBulkLine(text: string, line: number): { ok: true; value: Bu
 
 /** The ledger key of one line of a batch. */
 export const bulkLineId = (batchId: string, line: number) => `${batchId}-L${line}`;
-
-export type TBulkLine = Static<typeof ZBulkLine>;

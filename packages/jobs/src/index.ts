@@ -3,7 +3,7 @@ export * from "./definitions.js";
 export * from "./emails.js";
 export * from "./maintenance.js";
 export * from "./payloads.js";
-export { check, type Checked, type FieldError } from "./validate.js";
+export { check } from "./validate.js";
 export { hasHashTag } from "./queues.js";
 export {
   createProducerConnection,
@@ -11,19 +11,16 @@ export {
   waitForReady,
   warnUnlessNoEviction,
   type RedisClient,
-  type RedisTarget,
 } from "./connection.js";
-export { createRedisWatchdog, type RedisWatchdog, type WatchOptions } from "./watchdog.js";
-export { NotReplicatedError, type ReplicaWait } from "./replication.js";
+export { createRedisWatchdog } from "./watchdog.js";
+export { NotReplicatedError } from "./replication.js";
 export { closeQueues, createQueues, DEFAULT_JOB_OPTIONS, DEFAULT_PREFIX, type Queues } from "./queues.js";
 export {
   hashKey,
   IdempotencyConflictError,
   QueueUnavailableError,
   Producer,
-  type CarrierLimits,
   type Accepted,
-  type EnqueueOptions,
   type Idempotency,
 } from "./producer.js";
 export * from "./bulk.js";

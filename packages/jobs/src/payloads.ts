@@ -1,5 +1,5 @@
 // The payload schemas of the write jobs (products, features, registrations) and their types.
-import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { Type, type Static } from "@sinclair/typebox";
 
 // Request bodies and job payloads share these schemas: the API validates with them,
 // the worker re-checks with them, and the OpenAPI document is made from them.
@@ -81,7 +81,6 @@ export const ZRegistration = Type.Object(
 
 export type TProduct = Static<typeof ZProduct>;
 export type TProductPatch = Static<typeof ZProductPatch>;
-export type TRegistration = Static<typeof ZRegistration>;
 
 const ZProductId = Type.Integer({ minimum: 1, maximum: 2_147_483_647 });
 
@@ -108,5 +107,3 @@ export const ZWelcomeEmailJob = Type.Object(
   { additionalProperties: false },
 );
 export type TWelcomeEmailJob = Static<typeof ZWelcomeEmailJob>;
-
-export type TSchemaOf<T extends TSchema> = Static<T>;

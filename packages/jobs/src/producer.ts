@@ -80,7 +80,7 @@ type ScriptedRedis = RedisClient & {
 
 export type Idempotency = { scope: string; key: string; fingerprint: string };
 /** sizeHint: the write's size in bytes (its request body), to keep carriers bounded. */
-export type EnqueueOptions = { idempotency?: Idempotency; requestId?: string; sizeHint?: number };
+type EnqueueOptions = { idempotency?: Idempotency; requestId?: string; sizeHint?: number };
 export type Accepted = { jobId: string; replayed: boolean };
 
 /** Redis cannot take the write now; nothing was stored. */
@@ -106,7 +106,7 @@ export class IdempotencyConflictError extends Error {
   }
 }
 
-export type ProducerDeps = {
+type ProducerDeps = {
   redis: RedisClient;
   queues: Queues;
   prefix: string;
@@ -120,7 +120,7 @@ export type ProducerDeps = {
   onCarrier?: (queue: WriteQueueName, writes: number) => void;
 };
 
-export type CarrierLimits = { maxWrites: number; maxBytes: number; lingerMs: number; minWrites: number };
+type CarrierLimits = { maxWrites: number; maxBytes: number; lingerMs: number; minWrites: number };
 
 // Under load a turn of the event loop brings a carrier's writes; far from saturation a
 // carrier waits up to 10 ms for 8 of them, so that each write does not pay a job's fixed

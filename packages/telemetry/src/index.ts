@@ -4,7 +4,7 @@
 import { context, isSpanContextValid, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link, type Span } from "@opentelemetry/api";
 import { BullMQOtel } from "bullmq-otel";
 
-export { ROOT_CONTEXT, SpanKind, context, trace, type Context, type Span };
+export { ROOT_CONTEXT, SpanKind, context, trace, type Span };
 
 /** The W3C trace context (traceparent, tracestate) as a job stores it. */
 export type TraceCarrier = { traceparent: string; tracestate?: string };

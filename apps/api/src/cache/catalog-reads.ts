@@ -10,7 +10,7 @@ import { createLocalStore } from "./local-store.js";
 import { createReadThrough, type Served } from "./read-through.js";
 import { createRedisStore } from "./redis-store.js";
 
-export type CatalogCacheConfig = {
+type CatalogCacheConfig = {
   redisUrl: CacheTarget;
   prefix: string;
   ttlS: number;

@@ -18,7 +18,7 @@ export type RedisStore = {
   close(): void;
 };
 
-export type BreakerState = "open" | "halfOpen" | "close";
+type BreakerState = "open" | "halfOpen" | "close";
 
 const UNLOCK = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) end return 0`;
 

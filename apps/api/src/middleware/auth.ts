@@ -3,7 +3,7 @@ import type { RequestHandler } from "express";
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { AppError } from "../errors.js";
 
-export type Principal = { sub: string; scopes: Set<string> };
+type Principal = { sub: string; scopes: Set<string> };
 
 declare module "express-serve-static-core" {
   interface Request {
@@ -11,7 +11,7 @@ declare module "express-serve-static-core" {
   }
 }
 
-export type AuthConfig = { secret?: string; jwksUrl?: string; issuer?: string; audience?: string };
+type AuthConfig = { secret?: string; jwksUrl?: string; issuer?: string; audience?: string };
 export type Auth = { enabled: boolean; require: (scope: string) => RequestHandler };
 
 const CHALLENGE = 'Bearer realm="ingest"';

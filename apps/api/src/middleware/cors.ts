@@ -3,7 +3,7 @@ import cors from "cors";
 import type { RequestHandler } from "express";
 
 /** CORS_ORIGINS parsed: any origin, or these exact ones. */
-export type CorsOrigins = "*" | readonly string[];
+type CorsOrigins = "*" | readonly string[];
 
 // Writes send a bearer token, JSON and an Idempotency-Key; reads may revalidate with
 // If-None-Match; any request may carry its own X-Request-Id.

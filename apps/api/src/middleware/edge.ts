@@ -15,7 +15,7 @@ declare module "express-serve-static-core" {
   }
 }
 
-export type EdgeDeps = {
+type EdgeDeps = {
   log: Logger;
   /** Called once per request when the response has ended (finished or cut off). */
   onDone: (req: Request, res: Response, seconds: number) => void;

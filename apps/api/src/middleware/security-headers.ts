@@ -17,7 +17,7 @@ const relaxed = helmet({
   },
 });
 
-export type HeaderSet = readonly (readonly [name: string, value: string])[];
+type HeaderSet = readonly (readonly [name: string, value: string])[];
 
 /**
  * The headers helmet sets, read once at start: with this configuration (no nonces, no

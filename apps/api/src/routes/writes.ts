@@ -47,7 +47,7 @@ function validBody<S extends TSchema>(schema: S, body: unknown) {
   return checked.value;
 }
 
-export type WriteOptions = {
+type WriteOptions = {
   bodyLimitBytes: number;
   bulk: { maxLines: number; maxBytes: number };
   log: Logger;

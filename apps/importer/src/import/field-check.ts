@@ -12,7 +12,7 @@ const MAX_INT = 2_147_483_647;
 export class BadField {
   constructor(readonly reason: string) {}
 }
-export type FieldCheck = string | null | BadField;
+type FieldCheck = string | null | BadField;
 
 const ok = (value: string): FieldCheck => value;
 const bad = (reason: string): FieldCheck => new BadField(reason);

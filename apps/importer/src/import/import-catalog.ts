@@ -25,7 +25,7 @@ export interface ImportProgress {
   stop(): void;
 }
 
-export type ImportOptions = {
+type ImportOptions = {
   databaseUrl: string;
   dir: string;
   /** Examples kept per skip reason and file. */

@@ -46,7 +46,7 @@ export const emptyResult = (spec: TableSpec, status: FileResult["status"]): File
   analyzeMs: 0,
 });
 
-export type LoadHooks = {
+type LoadHooks = {
   counters: ReadCounters;
   /** Resolves once the tables this file points at are final (loaded, failed or absent). */
   parentsDone: () => Promise<void>;

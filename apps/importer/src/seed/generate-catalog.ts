@@ -17,7 +17,7 @@ import {
   STYLE_NAMES,
 } from "./vocabulary.js";
 
-export type SeedOptions = {
+type SeedOptions = {
   products: number;
   out: string;
   /** Windows line endings between rows (fields may still hold a bare \n). */

@@ -16,7 +16,7 @@ export const EMAILS_PER_JOB = 100;
 // pending and the next poll adds them again, under the same job ids.
 const ADD_TIMEOUT_MS = 5_000;
 
-export type WelcomeDispatcherDeps = {
+type WelcomeDispatcherDeps = {
   db: Db;
   /** The emails queue; only addBulk is used. */
   queue: Pick<Queue, "addBulk">;
@@ -30,7 +30,7 @@ export type WelcomeDispatcherDeps = {
   emailsPerJob?: number;
 };
 
-export type WelcomeDispatcher = {
+type WelcomeDispatcher = {
   /** One transaction: moves up to batchSize pending welcome emails to the emails queue; answers how many. */
   dispatchOnce(): Promise<number>;
   /** Polls every intervalMs, at once again after a full batch. */
