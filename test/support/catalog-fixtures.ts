@@ -1,3 +1,4 @@
+// Seeds a small known catalog (products, styles, photos, skus, related) for the read tests.
 import type { Db } from "@ingest/db";
 import { sql } from "drizzle-orm";
 

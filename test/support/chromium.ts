@@ -1,3 +1,4 @@
+// Finds Debian's Chromium for the browser tests, installing it when missing.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 

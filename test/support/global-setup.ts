@@ -1,3 +1,4 @@
+// vitest global setup: one migrated database and queue prefix per run, removed afterwards.
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";

@@ -12,7 +12,6 @@ import { createApiServer } from "../../apps/api/src/server.js";
 import { createRuntime, type Runtime } from "../../apps/api/src/deps.js";
 import { loadEnv } from "../../apps/api/src/env.js";
 import { createLogger } from "../../apps/api/src/logger.js";
-
 import { cachePrefixFor, ROOT, testEnv, waitFor } from "./env.js";
 
 export { cachePrefixFor, ROOT, testEnv, waitFor };

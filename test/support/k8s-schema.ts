@@ -1,3 +1,4 @@
+// Offline validation of Kubernetes objects against the schemas of the API and its CRDs.
 import ts from "typescript";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";

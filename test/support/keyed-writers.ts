@@ -5,7 +5,7 @@ import { waitFor } from "./harness.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export type Tally = { accepted: number; lost: string[]; doubled: string[]; unannounced: number };
+type Tally = { accepted: number; lost: string[]; doubled: string[]; unannounced: number };
 
 export class KeyedWriters {
   /** Every write a client sent until the API answered 202: name (= Idempotency-Key) → jobId. */

@@ -1,3 +1,4 @@
+// A small `kustomize build` for the features deploy/k8s uses.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
@@ -69,7 +70,7 @@ export function readObjects(path: string): K8sObject[] {
   });
 }
 
-export const idOf = (o: K8sObject) => `${o.kind}/${o.metadata.name}`;
+const idOf = (o: K8sObject) => `${o.kind}/${o.metadata.name}`;
 
 function applyPatch(objects: K8sObject[], p: Patch, dir: string): K8sObject[] {
   const text = p.patch ?? (p.path ? readFileSync(resolve(dir, p.path), "utf8") : undefined);
@@ -87,7 +88,7 @@ function applyPatch(objects: K8sObject[], p: Patch, dir: string): K8sObject[] {
   return objects.map((o) => (matches.includes(o) ? applyJsonPatch(o, ops) : o));
 }
 
-export type JsonPatchOp = { op: "add" | "replace" | "remove"; path: string; value?: unknown };
+type JsonPatchOp = { op: "add" | "replace" | "remove"; path: string; value?: unknown };
 
 /** RFC 6902 add, replace and remove; an operation on a missing location throws. */
 export function applyJsonPatch<T>(doc: T, ops: JsonPatchOp[]): T {
@@ -141,7 +142,7 @@ function setImage(objects: K8sObject[], image: Image, file: string): void {
   if (!hits) throw new Error(`${file}: image ${image.name} is used by no container`);
 }
 
-export function parseImage(ref: string): { name: string; tag?: string; digest?: string } {
+function parseImage(ref: string): { name: string; tag?: string; digest?: string } {
   const [nameAndTag, digest] = ref.split("@") as [string, string | undefined];
   const slash = nameAndTag.lastIndexOf("/");
   const colon = nameAndTag.lastIndexOf(":");

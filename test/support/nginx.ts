@@ -1,3 +1,4 @@
+// Finds nginx for the proxy tests, installing it when missing and possible.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 

@@ -27,8 +27,6 @@ function serverBin(): string | undefined {
   return [fromConfig, ...debian].find((dir) => dir && existsSync(join(dir, "initdb")) && existsSync(join(dir, "pg_ctl")));
 }
 
-export const postgresServerAvailable = (): boolean => serverBin() !== undefined;
-
 // PostgreSQL refuses to run as root: as root, its files and processes belong to the postgres OS user.
 const asRoot = process.getuid?.() === 0;
 

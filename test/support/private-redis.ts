@@ -1,3 +1,4 @@
+// A throwaway redis-server of a test's own, on a port from the test worker's block.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

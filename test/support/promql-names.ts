@@ -4,7 +4,7 @@
 const KEYWORDS = new Set(["by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset", "inf", "nan"]);
 const LABEL_LISTS = /\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g;
 
-export type PromqlNames = {
+type PromqlNames = {
   metrics: string[];
   /** Label names in matchers and grouping lists. */
   labels: string[];

@@ -1,6 +1,7 @@
+// Sends raw bytes as an HTTP request and reads back the whole response.
 import { connect } from "node:net";
 
-export type RawReply = {
+type RawReply = {
   status: number;
   headers: Record<string, string>;
   body: any;

@@ -6,7 +6,7 @@ import { waitFor } from "./harness.js";
 
 export { clusterBinariesFound } from "../../scripts/redis-cluster.mjs";
 
-export type ClusterNodeInfo = { id: string; addr: string; port: number; role: "master" | "replica"; masterId?: string; slots: [number, number][] };
+type ClusterNodeInfo = { id: string; addr: string; port: number; role: "master" | "replica"; masterId?: string; slots: [number, number][] };
 
 /** A throwaway Redis Cluster on loopback: masters with one replica each. */
 export class PrivateRedisCluster {

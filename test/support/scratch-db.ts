@@ -1,3 +1,4 @@
+// A migrated database of a test file's own, and dropping one.
 import { join } from "node:path";
 import { createDb, migrateDatabase, type DbHandle } from "@ingest/db";
 import pg from "pg";
@@ -35,7 +36,7 @@ export async function createScratchDb(name: string, opts: { encoding?: "LATIN1" 
 }
 
 /** DROP DATABASE ... WITH (FORCE): ends every connection to it, then removes it. */
-export async function dropDatabase(name: string): Promise<void> {
+async function dropDatabase(name: string): Promise<void> {
   await adminQuery(`drop database if exists "${name.replaceAll('"', '""')}" with (force)`);
 }
 

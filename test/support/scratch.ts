@@ -1,3 +1,4 @@
+// A test file's own database for imports, and temporary folders of CSV files.
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -1,3 +1,4 @@
+// A real SMTP server on loopback that collects the messages it accepts.
 import { SMTPServer, type SMTPServerSession } from "smtp-server";
 
 export type SinkMessage = { messageId: string; from: string; to: string[]; subject: string; raw: string };

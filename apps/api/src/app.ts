@@ -1,3 +1,4 @@
+// The API's Express app (createApp): middleware and routes wired from their dependencies, without a port.
 import type { Producer, Queues } from "@ingest/jobs";
 import express, { type Express, type RequestHandler } from "express";
 import { boardRoutes, type BoardConfig } from "./admin/board.js";

@@ -1,3 +1,4 @@
+// The cluster primary with API_PROCESSES > 1: forks the API processes and replaces those that crash.
 import cluster, { type Worker } from "node:cluster";
 import { availableParallelism } from "node:os";
 import type { Logger } from "./logger.js";

@@ -1,3 +1,4 @@
+// Connects what the API needs (database, queues, caches, producer) and closes it in order.
 import { throttled } from "@ingest/runtime";
 import { createDb } from "@ingest/db";
 import {

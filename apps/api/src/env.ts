@@ -1,3 +1,4 @@
+// The API's configuration: every variable it reads, parsed once at start, and the checks across them.
 import {
   DEFAULT_DATABASE_URL,
   DEFAULT_REDIS_URL,

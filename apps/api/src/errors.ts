@@ -1,7 +1,8 @@
+// AppError and its codes, and the middleware that answers every error as problem+json.
 import type { ErrorRequestHandler, Response } from "express";
 import type { Logger } from "./logger.js";
 
-export type FieldError = { path: string; message: string };
+type FieldError = { path: string; message: string };
 
 const CODES = {
   validation: { status: 400, title: "Request validation failed" },
@@ -27,7 +28,7 @@ const CODES = {
   internal: { status: 500, title: "Internal server error" },
 } as const;
 
-export type ErrorCode = keyof typeof CODES;
+type ErrorCode = keyof typeof CODES;
 
 type Extra = {
   errors?: FieldError[];
@@ -66,7 +67,7 @@ export function problemOf(err: AppError): { status: number; body: string } {
   return { status, body };
 }
 
-export function sendProblem(res: Response, err: AppError): void {
+function sendProblem(res: Response, err: AppError): void {
   if (err.extra.retryAfterS !== undefined) res.set("Retry-After", String(err.extra.retryAfterS));
   if (err.extra.allow) res.set("Allow", err.extra.allow.join(", "));
   if (err.extra.headers) res.set(err.extra.headers);

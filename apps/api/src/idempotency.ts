@@ -1,3 +1,4 @@
+// The Idempotency-Key header of a write: its check and the fingerprint of the body it covers.
 import { createHash } from "node:crypto";
 import type { Request } from "express";
 import type { Idempotency } from "@ingest/jobs";
@@ -37,7 +38,7 @@ function repeated(rawHeaders: string[], name: string): boolean {
 }
 
 /** JSON with object keys sorted, so the same body in another key order matches. */
-export function stableStringify(value: unknown): string {
+function stableStringify(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
   if (value && typeof value === "object") {
     const entries = Object.keys(value)

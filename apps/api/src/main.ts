@@ -1,3 +1,4 @@
+// The API process: reads its configuration, then runs the cluster primary or one server, closing on SIGTERM or SIGINT.
 import cluster from "node:cluster";
 import { CLOSE_GRACE_MS, exitOnStopSignals, listenFailure } from "@ingest/runtime";
 import { flushTracing } from "@ingest/telemetry";

@@ -18,7 +18,7 @@ const SHED_REASONS = ["event_loop", "queue_full", "redis_memory"] as const;
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-export type MetricsOptions = {
+type MetricsOptions = {
   eventLoopDelay?: () => number;
   /** A node:cluster process: a scrape answers the sum over all the API's processes, gathered by the primary. */
   clustered?: boolean;
@@ -33,7 +33,7 @@ export type MetricsOptions = {
  * which Prometheus's linter refuses; their per-type siblings (`nodejs_active_handles`, …)
  * carry the same counts.
  */
-export function collectProcessMetrics(registry: client.Registry): void {
+function collectProcessMetrics(registry: client.Registry): void {
   client.collectDefaultMetrics({ register: registry });
   for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
     registry.removeSingleMetric(name);

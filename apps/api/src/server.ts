@@ -1,3 +1,4 @@
+// The API's HTTP server, which answers requests Node's parser refuses as problem+json.
 import { createServer, STATUS_CODES, type RequestListener, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { AppError, problemOf } from "./errors.js";

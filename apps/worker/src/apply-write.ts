@@ -8,7 +8,7 @@ import { AlreadyAppliedError, findOutcomes, priorOutcome, recordCompleted, recor
 import { appliedSeqs, lockProducts, orderTurn, setAppliedSeqs } from "./ordering.js";
 import type { Outcome, WriteEnvelope } from "./write.js";
 
-export type ApplyOptions = { ignorePredecessor?: boolean };
+type ApplyOptions = { ignorePredecessor?: boolean };
 
 /** The handler of a write, seen through its erased payload type. */
 export const handlerOf = (write: WriteEnvelope) => HANDLERS[write.name] as unknown as WriteHandler<typeof write.name> & {

@@ -13,7 +13,7 @@ import type { Outcome, WriteEnvelope } from "./write.js";
 
 type Item = { index: number; write: WriteEnvelope };
 
-export type BatchReport = {
+type BatchReport = {
   /** One per write, in order: known now, or (writes applied one by one) as each finishes. */
   settled: (Settled<Outcome> | Promise<Settled<Outcome>>)[];
   /** The writes could not commit as a whole and were applied one by one. */

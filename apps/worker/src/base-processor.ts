@@ -15,7 +15,7 @@ export type JobScope = {
 };
 
 /** What a lane supplies: how to read its jobs, and how to handle what they hold. */
-export type LaneHandler<I, R> = {
+type LaneHandler<I, R> = {
   queue: QueueName;
   /**
    * The work a job holds, or undefined when the lane has no handler for its name. A job

@@ -10,7 +10,7 @@ import { traceWrites } from "./write-spans.js";
 import { runWrites, type RunDeps } from "./run-writes.js";
 import type { Outcome, WriteEnvelope } from "./write.js";
 
-export type BulkDeps = Omit<RunDeps, "onBatch" | "onOrderWait"> & BaseDeps & {
+type BulkDeps = Omit<RunDeps, "onBatch" | "onOrderWait"> & BaseDeps & {
   catalog: CommitInvalidation;
 };
 

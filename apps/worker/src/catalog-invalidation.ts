@@ -1,3 +1,4 @@
+// Invalidates the cached catalog reads of the products a write committed, retrying while the cache Redis is away.
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CacheRedis, CatalogInvalidator } from "@ingest/catalog";
 import type { Logger } from "./logger.js";

@@ -1,3 +1,4 @@
+// The worker's configuration: every variable it reads, parsed once at start.
 import {
   DEFAULT_DATABASE_URL,
   DEFAULT_REDIS_URL,
@@ -87,7 +88,7 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
 
 export type Env = ReturnType<typeof loadEnv>;
 
-export const DEFAULT_MAIL_FROM = "Ingest <no-reply@localhost>";
+const DEFAULT_MAIL_FROM = "Ingest <no-reply@localhost>";
 
 /** "Name <user@domain>" or "user@domain"; the domain also names the Message-IDs. */
 function mailbox(fallback: string) {

@@ -1,3 +1,4 @@
+// The worker's failure kinds: permanent (no retry), waiting for an earlier edit, and PostgreSQL errors that are permanent.
 /**
  * A failure that retrying cannot fix: the data is wrong or the target is missing.
  * The worker records it in the ledger and fails the job at once (UnrecoverableError).

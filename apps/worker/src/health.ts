@@ -2,7 +2,7 @@
 
 export type HealthAnswer = { status: 200 | 503; headers: Record<string, string>; body: string };
 
-export type HealthInputs = {
+type HealthInputs = {
   isStopping: () => boolean;
   /** When the queue Redis connections were last all known to answer (the watchdog's view). */
   lastContact: () => number | undefined;

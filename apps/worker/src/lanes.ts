@@ -26,7 +26,7 @@ export type Lane = {
 };
 
 /** What the lanes' processors work with, made once per process by runtime.ts. */
-export type LaneResources = BaseDeps & {
+type LaneResources = BaseDeps & {
   db: Db;
   queues: Queues;
   turns: TurnSignal;

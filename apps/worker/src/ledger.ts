@@ -72,7 +72,7 @@ export async function findOutcomes(tx: Tx | Db, ids: string[]): Promise<Map<stri
 }
 
 /** The outcome a ledger row records. */
-export function outcomeOf(row: typeof jobLedger.$inferSelect): Outcome {
+function outcomeOf(row: typeof jobLedger.$inferSelect): Outcome {
   if (row.status === "failed") {
     const [code = "FAILED", ...rest] = (row.error ?? "").split(": ");
     return { status: "failed", code, message: rest.join(": ") };

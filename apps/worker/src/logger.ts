@@ -1,3 +1,4 @@
+// The worker's pino logger, with the trace ids of the current span on every line.
 import { traceLogFields } from "@ingest/telemetry";
 import pino from "pino";
 

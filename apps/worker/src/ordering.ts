@@ -10,7 +10,7 @@ import type { Tx } from "./handlers/index.js";
 import type { WriteEnvelope } from "./write.js";
 
 // Namespace of the transaction-scoped advisory locks that serialise edits per product.
-export const PRODUCT_LOCK_NAMESPACE = 1;
+const PRODUCT_LOCK_NAMESPACE = 1;
 
 /** Takes the products' locks in one statement, in ascending order, so racing batches cannot deadlock. */
 export async function lockProducts(tx: Tx, productIds: number[]): Promise<void> {

@@ -26,7 +26,7 @@ export type RunDeps = PredecessorDeps & {
 };
 
 /** Called once per write with its final outcome, in the order they become known. */
-export type OnOutcome = (index: number, write: WriteEnvelope, outcome: Outcome) => void | Promise<void>;
+type OnOutcome = (index: number, write: WriteEnvelope, outcome: Outcome) => void | Promise<void>;
 
 // How long a write waiting for its predecessor sleeps between looks, at first and at most
 // (a commit of an edit in this process wakes it at once).

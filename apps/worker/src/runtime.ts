@@ -35,7 +35,7 @@ import { createAnalyzer } from "./statistics.js";
 // stuck fails it, and its job retries.
 const LOCK_TIMEOUT_MS = 10_000;
 
-export type WorkerRuntime = {
+type WorkerRuntime = {
   /** A Worker per lane this process runs, idle until start(). */
   workers: Worker[];
   metrics: WorkerMetrics;

@@ -9,7 +9,7 @@ import type { Db } from "@ingest/db";
 import type { Logger } from "./logger.js";
 
 /** The tables the write path inserts into. */
-export const WRITE_TABLES = ["registrations", "email_sends", "job_ledger", "products", "features", "product_versions"] as const;
+const WRITE_TABLES = ["registrations", "email_sends", "job_ledger", "products", "features", "product_versions"] as const;
 
 // ANALYZE a table once this many rows changed since its last one, plus half its rows
 // (autovacuum's own rule, made lazier: its defaults are 50 + 10%); VACUUM once this many
@@ -22,7 +22,7 @@ const LOCK_KEY = "ingest:table-maintenance";
 // VACUUM runs without a statement timeout; the client still gives up on a dead connection.
 const MAINTENANCE_TIMEOUT_MS = 3_600_000;
 
-export type Analyzer = { runOnce(): Promise<string[]>; start(): void; close(): Promise<void> };
+type Analyzer = { runOnce(): Promise<string[]>; start(): void; close(): Promise<void> };
 
 type Due = { relname: string; analyze: boolean; vacuum: boolean };
 

@@ -7,7 +7,7 @@ import { activeTraceCarrier, context, endSpan, ROOT_CONTEXT, startItemSpan, trac
 import type { QueueName } from "@ingest/jobs";
 import type { Outcome, WriteEnvelope } from "./write.js";
 
-export type WriteSpans = {
+type WriteSpans = {
   /** Ends a write's span with its outcome. */
   settled(write: WriteEnvelope, outcome: Outcome): void;
   /** Ends the spans of writes without an outcome: the job failed (an error) or parked them (not one). */

@@ -1,3 +1,4 @@
+// The cache's Redis connection: a server or a cluster that never makes a caller wait.
 import { redisAuthOf, type HostPort } from "@ingest/config";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 

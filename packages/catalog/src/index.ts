@@ -8,8 +8,7 @@ export {
   newVersion,
   resourceKey,
   VERSION_TTL_S,
-  type CatalogKeys,
   type InvalidationMessage,
   type Resource,
 } from "./keys.js";
-export { catalogStatement, createCatalogQueries, type CatalogQueries } from "./queries.js";
+export { createCatalogQueries } from "./queries.js";

@@ -1,3 +1,4 @@
+// Invalidates cached catalog reads: bumps their versions in Redis and tells API processes to evict.
 import { Cluster } from "ioredis";
 import type { CacheRedis } from "./connection.js";
 import { catalogKeys, newVersion, VERSION_TTL_S, type InvalidationMessage } from "./keys.js";

@@ -1,3 +1,4 @@
+// The catalog cache's key scheme: resources, their keys and the versions in them.
 import { randomBytes } from "node:crypto";
 
 /** One cacheable read of the catalog. */
@@ -20,7 +21,7 @@ export function resourceKey(r: Resource): string {
 // entries cached before are never served again (they expire on their own), and API
 // processes of two releases side by side during a deploy each read their own.
 // 2: a style without photos or skus answers the original API's placeholders.
-export const ENTRY_SHAPE = 2;
+const ENTRY_SHAPE = 2;
 
 /**
  * Key scheme. Every entry key carries the global catalog version and the version of
@@ -42,8 +43,6 @@ export function catalogKeys(prefix: string) {
     lock: (entryKey: string) => `${entryKey}:lock`,
   };
 }
-
-export type CatalogKeys = ReturnType<typeof catalogKeys>;
 
 export function newVersion(): string {
   return `${Date.now().toString(36)}${randomBytes(4).toString("hex")}`;

@@ -1,3 +1,4 @@
+// The SQL of each catalog read: one statement that builds the whole answer as JSON in PostgreSQL.
 import type { Db } from "@ingest/db";
 import { sql, type SQL } from "drizzle-orm";
 import type { Resource } from "./keys.js";
@@ -65,7 +66,7 @@ const LIST = (page: number, count: number) => sql`
     order by id limit ${count}
   ) p`;
 
-export function catalogStatement(r: Resource): SQL {
+function catalogStatement(r: Resource): SQL {
   switch (r.kind) {
     case "product":
       return PRODUCT(r.id);
@@ -78,7 +79,7 @@ export function catalogStatement(r: Resource): SQL {
   }
 }
 
-export type CatalogQueries = {
+type CatalogQueries = {
   /** The JSON text of the answer, or undefined when the product does not exist. */
   read(r: Resource): Promise<string | undefined>;
   /** Statements sent to PostgreSQL so far (tests count them; metrics may export them). */

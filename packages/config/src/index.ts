@@ -1,7 +1,7 @@
 // Typed readers for environment variables. Each app declares its own schema in env.ts
 // with these; a bad value stops the process with a message naming the variable.
 
-export class ConfigError extends Error {
+class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`invalid configuration:\n  ${problems.join("\n  ")}`);
   }
@@ -98,8 +98,8 @@ export function redisAuthOf(url: string): { username?: string; password?: string
   };
 }
 
-export type Spec = Record<string, Reader<unknown>>;
-export type Parsed<S extends Spec> = { [K in keyof S]: ReturnType<S[K]> };
+type Spec = Record<string, Reader<unknown>>;
+type Parsed<S extends Spec> = { [K in keyof S]: ReturnType<S[K]> };
 
 /** Reads every variable of the spec, collecting all problems before failing. */
 export function parseEnv<S extends Spec>(spec: S, source: Source = process.env): Parsed<S> {

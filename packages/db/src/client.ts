@@ -1,3 +1,4 @@
+// The drizzle database over a pg pool whose clients drop a connection that stopped answering.
 import { drizzle, NodePgSession, type NodePgDatabase } from "drizzle-orm/node-postgres";
 import pg from "pg";
 import * as schema from "./schema/index.js";

@@ -1,4 +1,5 @@
+// @ingest/db: the database client, the migrator, the schema and the pool metrics.
 export { createDb, type Db, type DbHandle } from "./client.js";
-export { ensureDatabase, migrateDatabase } from "./migrator.js";
+export { migrateDatabase } from "./migrator.js";
 export * from "./schema/index.js";
 export { registerPoolMetrics } from "./pool-metrics.js";

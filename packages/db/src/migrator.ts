@@ -9,7 +9,7 @@ const MIGRATION_LOCK_KEY = 727_274_001;
 type Log = (msg: string) => void;
 
 /** Creates the database named in the URL when it is missing (several processes may race). */
-export async function ensureDatabase(url: string, log: Log = () => {}): Promise<void> {
+async function ensureDatabase(url: string, log: Log = () => {}): Promise<void> {
   const target = new URL(url);
   const name = decodeURIComponent(target.pathname.replace(/^\//, ""));
   if (!name) throw new Error("DATABASE_URL names no database");

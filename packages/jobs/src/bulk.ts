@@ -1,4 +1,5 @@
-import { Type, type Static, type TSchema } from "@sinclair/typebox";
+// The product.bulk job: its lines, its data and what GET /jobs/:id shows of it.
+import { Type, type TSchema } from "@sinclair/typebox";
 import type { JobName, PayloadOf } from "./definitions.js";
 import { ZProduct, ZProductPatch } from "./payloads.js";
 import { check, type FieldError } from "./validate.js";
@@ -14,13 +15,13 @@ export const DEFAULT_BULK_MAX_LINES = 10_000;
 
 const ZProductId = Type.Integer({ minimum: 1, maximum: 2_147_483_647 });
 
-export const BULK_OPS = {
+const BULK_OPS = {
   create: Type.Object({ op: Type.Literal("create"), product: ZProduct }, { additionalProperties: false }),
   replace: Type.Object({ op: Type.Literal("replace"), id: ZProductId, product: ZProduct }, { additionalProperties: false }),
   patch: Type.Object({ op: Type.Literal("patch"), id: ZProductId, changes: ZProductPatch }, { additionalProperties: false }),
   delete: Type.Object({ op: Type.Literal("delete"), id: ZProductId }, { additionalProperties: false }),
 } satisfies Record<string, TSchema>;
-export type BulkOp = keyof typeof BULK_OPS;
+type BulkOp = keyof typeof BULK_OPS;
 
 /** For the OpenAPI document: what one line may be. */
 export const ZBulkLine = Type.Union(Object.values(BULK_OPS), { $id: "BulkLine" });
@@ -90,5 +91,3 @@ export function parseBulkLine(text: string, line: number): { ok: true; value: Bu
 
 /** The ledger key of one line of a batch. */
 export const bulkLineId = (batchId: string, line: number) => `${batchId}-L${line}`;
-
-export type TBulkLine = Static<typeof ZBulkLine>;

@@ -1,3 +1,4 @@
+// Redis connections for queues: the API's fails fast, the worker's waits for Redis.
 import { redisAuthOf, type HostPort } from "@ingest/config";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 
@@ -10,10 +11,10 @@ export type RedisClient = Redis | Cluster;
  * A Redis server by URL or, with clusterNodes, a Redis Cluster found from those seed
  * nodes; the URL then only gives the credentials and TLS (rediss:) of every node.
  */
-export type RedisTarget = { url: string; clusterNodes?: readonly HostPort[] | undefined };
+type RedisTarget = { url: string; clusterNodes?: readonly HostPort[] | undefined };
 
 /** The cluster's seed nodes, or undefined for a single server. */
-export function clusterNodesOf(target: string | RedisTarget): readonly HostPort[] | undefined {
+function clusterNodesOf(target: string | RedisTarget): readonly HostPort[] | undefined {
   return typeof target === "string" || !target.clusterNodes?.length ? undefined : target.clusterNodes;
 }
 

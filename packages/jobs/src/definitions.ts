@@ -1,3 +1,4 @@
+// Every queue and job defined once: names, payload schemas, results and job id prefixes.
 import type { TraceCarrier } from "@ingest/telemetry";
 import type { Static, TSchema } from "@sinclair/typebox";
 import {
@@ -45,8 +46,8 @@ type Definition<S extends TSchema, R> = {
 const define = <S extends TSchema, R>(d: Omit<Definition<S, R>, "result">) => d as Definition<S, R>;
 
 export type RegistrationResult = { registrationId: number; outcome: "created" | "duplicate" };
-export type ProductResult = { productId: number };
-export type ProductDeleteResult = { productId: number; deleted: true };
+type ProductResult = { productId: number };
+type ProductDeleteResult = { productId: number; deleted: true };
 
 const byProductId = (payload: { productId: number }) => payload.productId;
 const theProduct = (payload: { productId: number }) => [payload.productId];

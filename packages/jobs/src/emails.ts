@@ -14,7 +14,7 @@ export const WELCOME_EMAIL_JOB = "email.welcome";
 export const WELCOME_BATCH_JOB = "email.welcome-batch";
 
 /** What an email job stores: the payload, and the request id and trace context of the write that led to it. */
-export type EmailJobData = { payload: TWelcomeEmailJob; requestId?: string; trace?: TraceCarrier };
+type EmailJobData = { payload: TWelcomeEmailJob; requestId?: string; trace?: TraceCarrier };
 
 export type WelcomeEmail = TWelcomeEmailJob & { requestId?: string; trace?: TraceCarrier };
 export type WelcomeBatchData = { emails: WelcomeEmail[] };

@@ -1,8 +1,9 @@
+// The daily maintenance job and the scheduler that adds it.
 import type { Queue } from "bullmq";
 
 export const MAINTENANCE_SCHEDULER_ID = "daily-maintenance";
 export const MAINTENANCE_JOB = "maintenance.purge";
-export const DAILY_AT_0330_UTC = "30 3 * * *";
+const DAILY_AT_0330_UTC = "30 3 * * *";
 
 /**
  * Upserting under one scheduler id is idempotent: however many worker replicas do it

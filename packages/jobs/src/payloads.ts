@@ -1,10 +1,11 @@
-import { Type, type Static, type TSchema } from "@sinclair/typebox";
+// The payload schemas of the write jobs (products, features, registrations) and their types.
+import { Type, type Static } from "@sinclair/typebox";
 
 // Request bodies and job payloads share these schemas: the API validates with them,
 // the worker re-checks with them, and the OpenAPI document is made from them.
 
 export const PRICE_PATTERN = "^(0|[1-9][0-9]{0,9})(\\.[0-9]{1,2})?$";
-export const MAX_PRICE = 9_999_999_999.99;
+const MAX_PRICE = 9_999_999_999.99;
 
 // PostgreSQL text cannot hold U+0000, nor a lone UTF-16 surrogate (JSON lets "\\ud800"
 // through; it is no character at all), so no string may carry either. Ajv compiles
@@ -19,7 +20,7 @@ const text = (maxLength: number, description?: string) =>
   Type.String({ minLength: 1, maxLength, pattern: NOT_BLANK_PATTERN, ...(description ? { description } : {}) });
 const nullableText = (maxLength: number) => Type.Union([Type.String({ maxLength, pattern: NO_NUL_PATTERN }), Type.Null()]);
 
-export const ZPrice = Type.Union(
+const ZPrice = Type.Union(
   [
     Type.String({ pattern: PRICE_PATTERN }),
     Type.Number({ minimum: 0, maximum: MAX_PRICE }),
@@ -27,7 +28,7 @@ export const ZPrice = Type.Union(
   { description: "non-negative decimal with at most 2 decimals, as a string (\"140.00\") or a number (140, 12.5)" },
 );
 
-export const ZFeature = Type.Object(
+const ZFeature = Type.Object(
   {
     feature: text(255),
     value: Type.Optional(nullableText(255)),
@@ -80,7 +81,6 @@ export const ZRegistration = Type.Object(
 
 export type TProduct = Static<typeof ZProduct>;
 export type TProductPatch = Static<typeof ZProductPatch>;
-export type TRegistration = Static<typeof ZRegistration>;
 
 const ZProductId = Type.Integer({ minimum: 1, maximum: 2_147_483_647 });
 
@@ -107,5 +107,3 @@ export const ZWelcomeEmailJob = Type.Object(
   { additionalProperties: false },
 );
 export type TWelcomeEmailJob = Static<typeof ZWelcomeEmailJob>;
-
-export type TSchemaOf<T extends TSchema> = Static<T>;

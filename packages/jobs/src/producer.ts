@@ -1,3 +1,4 @@
+// The Producer: validates a write, reserves its idempotency key and sequence number in Redis, then adds its job.
 import { createHash, randomUUID } from "node:crypto";
 import { withTimeout } from "@ingest/runtime";
 import { ReplyError } from "ioredis";
@@ -79,7 +80,7 @@ type ScriptedRedis = RedisClient & {
 
 export type Idempotency = { scope: string; key: string; fingerprint: string };
 /** sizeHint: the write's size in bytes (its request body), to keep carriers bounded. */
-export type EnqueueOptions = { idempotency?: Idempotency; requestId?: string; sizeHint?: number };
+type EnqueueOptions = { idempotency?: Idempotency; requestId?: string; sizeHint?: number };
 export type Accepted = { jobId: string; replayed: boolean };
 
 /** Redis cannot take the write now; nothing was stored. */
@@ -92,7 +93,7 @@ export class QueueUnavailableError extends Error {
 // BullMQ waits for a connection rather than failing; the API must not hang on it.
 const ADD_TIMEOUT_MS = 5_000;
 
-export class InvalidPayloadError extends Error {
+class InvalidPayloadError extends Error {
   constructor(readonly errors: { path: string; message: string }[]) {
     super("invalid job payload");
   }
@@ -105,7 +106,7 @@ export class IdempotencyConflictError extends Error {
   }
 }
 
-export type ProducerDeps = {
+type ProducerDeps = {
   redis: RedisClient;
   queues: Queues;
   prefix: string;
@@ -119,12 +120,12 @@ export type ProducerDeps = {
   onCarrier?: (queue: WriteQueueName, writes: number) => void;
 };
 
-export type CarrierLimits = { maxWrites: number; maxBytes: number; lingerMs: number; minWrites: number };
+type CarrierLimits = { maxWrites: number; maxBytes: number; lingerMs: number; minWrites: number };
 
 // Under load a turn of the event loop brings a carrier's writes; far from saturation a
 // carrier waits up to 10 ms for 8 of them, so that each write does not pay a job's fixed
 // cost alone (a 202 waits that much longer).
-export const CARRIER_DEFAULTS: CarrierLimits = { maxWrites: 500, maxBytes: 1024 * 1024, lingerMs: 10, minWrites: 8 };
+const CARRIER_DEFAULTS: CarrierLimits = { maxWrites: 500, maxBytes: 1024 * 1024, lingerMs: 10, minWrites: 8 };
 
 export function hashKey(value: string): string {
   return createHash("sha256").update(value).digest("base64url");

@@ -1,3 +1,4 @@
+// The BullMQ queues, their default job options and the hash-tagged key prefix.
 import { bullmqTelemetry } from "@ingest/telemetry";
 import { Queue, type Job, type JobsOptions } from "bullmq";
 import type { RedisClient } from "./connection.js";

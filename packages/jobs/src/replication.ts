@@ -1,3 +1,4 @@
+// Waits until Redis replicas acknowledged the accepted writes (Redis WAIT).
 import { Cluster } from "ioredis";
 import type { RedisClient } from "./connection.js";
 

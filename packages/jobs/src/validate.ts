@@ -1,10 +1,11 @@
+// Validates a payload against its schema once, with readable field errors and normalised prices.
 import type { Static, TSchema } from "@sinclair/typebox";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import addFormatsModule from "ajv-formats";
 import { NO_NUL_PATTERN, NOT_BLANK_PATTERN, PRICE_PATTERN } from "./payloads.js";
 
 export type FieldError = { path: string; message: string };
-export type Checked<T> = { ok: true; value: T } | { ok: false; errors: FieldError[] };
+type Checked<T> = { ok: true; value: T } | { ok: false; errors: FieldError[] };
 
 // ajv-formats is CommonJS with a default export; under ESM interop it may arrive wrapped.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ??

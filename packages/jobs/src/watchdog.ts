@@ -32,7 +32,7 @@ export type WatchOptions = {
   blockingCopies?: boolean;
 };
 
-export type WatchdogOptions = {
+type WatchdogOptions = {
   /** A PING or a handshake unanswered this long means the connection is dead. */
   timeoutMs: number;
   /** Told about each connection dropped, and why. */

@@ -1,7 +1,7 @@
 // Bounding how long a call may take, and keeping a repeated error from flooding the log.
 
 /** An operation that did not settle in time: it may still complete later. */
-export class TimeoutError extends Error {}
+class TimeoutError extends Error {}
 
 /** Rejects when the promise has not settled within ms; the timer never outlives it. */
 export function withTimeout<T>(promise: Promise<T>, ms: number, what = "operation"): Promise<T> {

@@ -4,7 +4,7 @@
 import { context, isSpanContextValid, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link, type Span } from "@opentelemetry/api";
 import { BullMQOtel } from "bullmq-otel";
 
-export { ROOT_CONTEXT, SpanKind, context, trace, type Context, type Span };
+export { ROOT_CONTEXT, SpanKind, context, trace, type Span };
 
 /** The W3C trace context (traceparent, tracestate) as a job stores it. */
 export type TraceCarrier = { traceparent: string; tracestate?: string };
@@ -30,7 +30,7 @@ const SAMPLERS = ["always_on", "always_off", "traceidratio", "parentbased_always
  * What is wrong with the OTEL_* values this service reads, when tracing is configured:
  * the SDK would fall back silently, and an operator would look for traces that never come.
  */
-export function tracingEnvProblems(env: Env): string[] {
+function tracingEnvProblems(env: Env): string[] {
   if (!tracingConfigured(env)) return [];
   const problems: string[] = [];
   for (const name of ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"]) {
@@ -92,7 +92,7 @@ export function activeTraceCarrier(ctx: Context = context.active()): TraceCarrie
 }
 
 /** The context a stored trace carrier continues (the root context for none). */
-export function contextOf(carrier: TraceCarrier | undefined): Context {
+function contextOf(carrier: TraceCarrier | undefined): Context {
   return carrier ? propagation.extract(ROOT_CONTEXT, carrier) : ROOT_CONTEXT;
 }
 

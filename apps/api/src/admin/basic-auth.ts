@@ -1,3 +1,4 @@
+// HTTP Basic auth for the admin pages, comparing credentials in constant time.
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { RequestHandler } from "express";
 import { AppError } from "../errors.js";

@@ -1,3 +1,4 @@
+// Bull Board at /admin/queues: every queue's jobs for operators, behind Basic auth.
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { ExpressAdapter } from "@bull-board/express";
@@ -5,7 +6,7 @@ import type { Queues } from "@ingest/jobs";
 import { Router, type Express } from "express";
 import { basicAuth } from "./basic-auth.js";
 
-export const BOARD_PATH = "/admin/queues";
+const BOARD_PATH = "/admin/queues";
 
 export type BoardConfig = { user: string; password: string; readOnly: boolean };
 

@@ -1,3 +1,4 @@
+// The catalog reads the API serves: the in-process and Redis caches in front of PostgreSQL, built from the env.
 import { throttled } from "@ingest/runtime";
 import { catalogKeys, createCacheConnection, createCatalogQueries, type CacheRedis, type CacheTarget, type Resource } from "@ingest/catalog";
 import type { Db } from "@ingest/db";
@@ -9,7 +10,7 @@ import { createLocalStore } from "./local-store.js";
 import { createReadThrough, type Served } from "./read-through.js";
 import { createRedisStore } from "./redis-store.js";
 
-export type CatalogCacheConfig = {
+type CatalogCacheConfig = {
   redisUrl: CacheTarget;
   prefix: string;
   ttlS: number;

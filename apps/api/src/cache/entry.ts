@@ -1,3 +1,4 @@
+// A cached catalog answer: its bytes, its ETag, its encoding in Redis and If-None-Match against it.
 import { createHash } from "node:crypto";
 
 /** One cached answer: the JSON PostgreSQL built (or "no such product") and when it was read. */
@@ -9,7 +10,7 @@ export type Entry = {
 };
 
 /** A strong validator: the same bytes always give the same tag, in every process. */
-export function etagOf(body: Buffer): string {
+function etagOf(body: Buffer): string {
   return `"${createHash("sha256").update(body).digest("base64url").slice(0, 32)}"`;
 }
 

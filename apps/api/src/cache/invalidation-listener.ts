@@ -1,3 +1,4 @@
+// Listens on the catalog's pub/sub channel and evicts what workers report changed.
 import type { CacheRedis, InvalidationMessage } from "@ingest/catalog";
 
 type Handlers = {

@@ -1,3 +1,4 @@
+// The in-process cache of catalog answers, bounded by entries and bytes.
 import { LRUCache } from "lru-cache";
 import type { Entry } from "./entry.js";
 

@@ -1,3 +1,4 @@
+// Read-through over the two caches and PostgreSQL: one query in flight per key, stale answers while it refreshes.
 import { setTimeout as sleep } from "node:timers/promises";
 import { resourceKey, type InvalidationMessage, type Resource } from "@ingest/catalog";
 import { makeEntry, type Entry } from "./entry.js";
@@ -11,7 +12,7 @@ export type Served = { entry: Entry; how: How };
 /** Neither the cache nor PostgreSQL could answer. */
 export class CatalogUnavailableError extends Error {}
 
-export type ReadThroughOptions = {
+type ReadThroughOptions = {
   store: RedisStore;
   local: LocalStore;
   /** The JSON of the resource from PostgreSQL, undefined when there is no such product. */
@@ -24,7 +25,7 @@ export type ReadThroughOptions = {
   now?: () => number;
 };
 
-export type ReadThrough = {
+type ReadThrough = {
   read(r: Resource): Promise<Served>;
   /** Drops in-process copies and makes loads in flight unable to store what they read. */
   evict(msg: InvalidationMessage): void;

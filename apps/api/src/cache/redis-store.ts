@@ -1,3 +1,4 @@
+// The shared Redis cache of catalog answers, with its refresh locks and a circuit breaker.
 import { randomBytes } from "node:crypto";
 import { catalogKeys, newVersion, VERSION_TTL_S, type CacheRedis, type Resource } from "@ingest/catalog";
 import { Cluster } from "ioredis";
@@ -17,7 +18,7 @@ export type RedisStore = {
   close(): void;
 };
 
-export type BreakerState = "open" | "halfOpen" | "close";
+type BreakerState = "open" | "halfOpen" | "close";
 
 const UNLOCK = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) end return 0`;
 

@@ -1,8 +1,9 @@
+// Bearer JWT auth for writes (HS256 secret or JWKS), with a scope per route.
 import type { RequestHandler } from "express";
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { AppError } from "../errors.js";
 
-export type Principal = { sub: string; scopes: Set<string> };
+type Principal = { sub: string; scopes: Set<string> };
 
 declare module "express-serve-static-core" {
   interface Request {
@@ -10,7 +11,7 @@ declare module "express-serve-static-core" {
   }
 }
 
-export type AuthConfig = { secret?: string; jwksUrl?: string; issuer?: string; audience?: string };
+type AuthConfig = { secret?: string; jwksUrl?: string; issuer?: string; audience?: string };
 export type Auth = { enabled: boolean; require: (scope: string) => RequestHandler };
 
 const CHALLENGE = 'Bearer realm="ingest"';

@@ -3,15 +3,15 @@ import cors from "cors";
 import type { RequestHandler } from "express";
 
 /** CORS_ORIGINS parsed: any origin, or these exact ones. */
-export type CorsOrigins = "*" | readonly string[];
+type CorsOrigins = "*" | readonly string[];
 
 // Writes send a bearer token, JSON and an Idempotency-Key; reads may revalidate with
 // If-None-Match; any request may carry its own X-Request-Id.
-export const CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match", "X-Request-Id"];
+const CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match", "X-Request-Id"];
 // What a script may read of an answer besides the safelisted headers: where a job is
 // followed, the validator to revalidate with, how a read was served, when to retry, and
 // the id to quote to an operator.
-export const CORS_EXPOSED_HEADERS = ["Location", "ETag", "X-Cache", "Retry-After", "X-Request-Id"];
+const CORS_EXPOSED_HEADERS = ["Location", "ETag", "X-Cache", "Retry-After", "X-Request-Id"];
 // Browsers keep a preflight's answer this long (Chromium caps it at 2 hours).
 const PREFLIGHT_MAX_AGE_S = 600;
 

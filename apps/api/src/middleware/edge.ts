@@ -1,3 +1,4 @@
+// The one middleware every request passes first: request id, access log, metrics, headers, CORS and load shedding.
 import { randomUUID } from "node:crypto";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { AppError } from "../errors.js";
@@ -14,7 +15,7 @@ declare module "express-serve-static-core" {
   }
 }
 
-export type EdgeDeps = {
+type EdgeDeps = {
   log: Logger;
   /** Called once per request when the response has ended (finished or cut off). */
   onDone: (req: Request, res: Response, seconds: number) => void;

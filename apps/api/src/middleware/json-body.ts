@@ -1,3 +1,4 @@
+// JSON request bodies: media type, announced size and UTF-8 checked before parsing within the limit.
 import { isUtf8 } from "node:buffer";
 import type { IncomingMessage } from "node:http";
 import express, { type RequestHandler } from "express";

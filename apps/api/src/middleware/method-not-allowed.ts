@@ -1,3 +1,4 @@
+// 405 with an Allow header for a known path asked with another method.
 import type { RequestHandler } from "express";
 import { AppError } from "../errors.js";
 

@@ -1,10 +1,11 @@
+// NDJSON request bodies for bulk writes, read line by line within the limits.
 import { isUtf8 } from "node:buffer";
 import { createHash } from "node:crypto";
 import type { Request, RequestHandler } from "express";
 import { AppError } from "../errors.js";
 import { announcedOver } from "./json-body.js";
 
-export type NdjsonLimits = { maxBytes: number; maxLineBytes: number; maxLines: number };
+type NdjsonLimits = { maxBytes: number; maxLineBytes: number; maxLines: number };
 
 /** Checks the media type and the announced length before anything of the body is read. */
 export function requireNdjson(maxBytes: number): RequestHandler {

@@ -9,7 +9,7 @@ const REFRESH_MS = 1_000;
 /** middleware is undefined when both checks are off. */
 export type QueueGuard = { middleware: RequestHandler | undefined; stop: () => void };
 
-export type QueueGuardOptions = {
+type QueueGuardOptions = {
   /** Waiting jobs above which writes get 503; 0: off. */
   highWater: number;
   /** Share of the queue Redis's maxmemory (percent) above which writes get 503; 0: off. */

@@ -1,3 +1,4 @@
+// Writes per minute per client, counted in Redis across API processes.
 import type { RedisClient } from "@ingest/jobs";
 import type { RequestHandler } from "express";
 import { RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";

@@ -1,3 +1,4 @@
+// helmet's security headers, captured once at start as fixed lists to set on each response.
 import helmet from "helmet";
 
 // The API is often reached over plain HTTP (behind a TLS proxy, or on a private
@@ -16,7 +17,7 @@ const relaxed = helmet({
   },
 });
 
-export type HeaderSet = readonly (readonly [name: string, value: string])[];
+type HeaderSet = readonly (readonly [name: string, value: string])[];
 
 /**
  * The headers helmet sets, read once at start: with this configuration (no nonces, no

@@ -1,3 +1,4 @@
+// GET /docs: Swagger UI over /openapi.json, served from swagger-ui-dist.
 import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import express, { Router } from "express";

@@ -1,3 +1,4 @@
+// GET /healthz and /readyz: liveness, and readiness from each dependency's probe.
 import { withTimeout } from "@ingest/runtime";
 import { Router } from "express";
 import { AppError } from "../errors.js";

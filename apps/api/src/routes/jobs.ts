@@ -1,3 +1,4 @@
+// GET /jobs/:id: a write's status, optionally waiting until it has finished.
 import { isClientJobId } from "@ingest/jobs";
 import { Router } from "express";
 import { setTimeout as sleep } from "node:timers/promises";

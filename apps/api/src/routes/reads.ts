@@ -1,3 +1,4 @@
+// The catalog read routes (products, a product's styles and related), served cache first.
 import type { Resource } from "@ingest/catalog";
 import { Router, type Request, type Response } from "express";
 import type { CatalogReads } from "../cache/catalog-reads.js";

@@ -1,3 +1,4 @@
+// The write routes: each validated request becomes a job and is answered 202 with its id.
 import {
   BULK_JOB,
   BULK_LISTED_MAX,
@@ -46,7 +47,7 @@ function validBody<S extends TSchema>(schema: S, body: unknown) {
   return checked.value;
 }
 
-export type WriteOptions = {
+type WriteOptions = {
   bodyLimitBytes: number;
   bulk: { maxLines: number; maxBytes: number };
   log: Logger;

@@ -1,3 +1,4 @@
+// Command-line parsing for the importer's commands: usage errors exit 2, --help exits 0.
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
 /** Bad usage: the message and the usage on stderr, exit 2. */

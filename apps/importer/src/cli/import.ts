@@ -1,3 +1,4 @@
+// The `npm run import` command: loads the catalog CSV exports of a folder and prints the summary.
 import { resolve } from "node:path";
 import { parseCli, usageFailure } from "./args.js";
 import { importCatalog } from "../import/import-catalog.js";

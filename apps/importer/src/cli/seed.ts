@@ -1,3 +1,4 @@
+// The `npm run seed` command: writes a seeded catalog in the CSV export format.
 import { resolve } from "node:path";
 import { parseCli, usageFailure } from "./args.js";
 import { generateCatalog } from "../seed/generate-catalog.js";

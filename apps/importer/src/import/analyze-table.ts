@@ -6,7 +6,7 @@ import type { TableSpec } from "./tables.js";
 // planner guesses: /styles reads of a 100,000-product catalog were measured at 180–550 ms
 // each, against 0.4 ms once analyzed. An import knows when a table has changed in bulk.
 
-export type Analyzed = { ok: true; ms: number } | { ok: false; ms: number; error: string };
+type Analyzed = { ok: true; ms: number } | { ok: false; ms: number; error: string };
 
 /** Never throws: the file's rows are committed already; a failure is reported, not fatal. */
 export async function analyzeTable(client: pg.ClientBase, spec: TableSpec): Promise<Analyzed> {

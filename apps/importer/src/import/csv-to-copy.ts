@@ -1,3 +1,4 @@
+// Turns a catalog CSV into PostgreSQL COPY text, sending bad rows to the reject log.
 import { Transform, type TransformCallback } from "node:stream";
 import { CSV_OPTIONS, CsvReader, type ReaderEvents } from "./csv-reader.js";
 import { BadField, checkField } from "./field-check.js";
@@ -7,11 +8,11 @@ import type { Column, TableSpec } from "./tables.js";
 
 // COPY rows are gathered into strings of about this size before they are pushed on.
 const BATCH_CHARS = 64 * 1024;
-export const MAX_RECORD_CHARS = CSV_OPTIONS.max_record_size;
+const MAX_RECORD_CHARS = CSV_OPTIONS.max_record_size;
 const COPY_SPECIAL = /[\\\t\n\r\0]/;
 
 /** A problem with the file as a whole (header, runaway quote): nothing of it is loaded. */
-export class FileFormatError extends Error {}
+class FileFormatError extends Error {}
 
 function escapeCopy(value: string): string | undefined {
   if (value.includes("\0")) return undefined;

@@ -1,3 +1,4 @@
+// Checks and normalises one CSV field for its column, or says why it is bad.
 import type { Column } from "./tables.js";
 
 // Checks and normalises one CSV field for its column, producing the COPY text the
@@ -11,7 +12,7 @@ const MAX_INT = 2_147_483_647;
 export class BadField {
   constructor(readonly reason: string) {}
 }
-export type FieldCheck = string | null | BadField;
+type FieldCheck = string | null | BadField;
 
 const ok = (value: string): FieldCheck => value;
 const bad = (reason: string): FieldCheck => new BadField(reason);

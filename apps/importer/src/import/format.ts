@@ -1,3 +1,4 @@
+// Number, byte and duration formatting for the importer's output.
 const COUNT = new Intl.NumberFormat("en-US");
 
 export const formatCount = (n: number): string => COUNT.format(Math.round(n));

@@ -1,3 +1,4 @@
+// Imports a folder of catalog CSV files, each file in its own transaction, children waiting for their parents' files.
 import type { CacheTarget } from "@ingest/catalog";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -24,7 +25,7 @@ export interface ImportProgress {
   stop(): void;
 }
 
-export type ImportOptions = {
+type ImportOptions = {
   databaseUrl: string;
   dir: string;
   /** Examples kept per skip reason and file. */

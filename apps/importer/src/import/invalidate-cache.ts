@@ -1,3 +1,4 @@
+// Drops every cached catalog read after an import; a cache Redis that is down does not fail it.
 import { createCacheConnection, createCatalogInvalidator, type CacheRedis, type CacheTarget } from "@ingest/catalog";
 
 export type CacheOutcome = { status: "invalidated" | "failed" | "off"; detail?: string };

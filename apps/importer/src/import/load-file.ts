@@ -1,3 +1,4 @@
+// Loads one CSV file atomically: stage, wait for the parents' files, merge, commit, analyze.
 import type pg from "pg";
 import { analyzeTable } from "./analyze-table.js";
 import { mergeFile } from "./merge-file.js";
@@ -45,7 +46,7 @@ export const emptyResult = (spec: TableSpec, status: FileResult["status"]): File
   analyzeMs: 0,
 });
 
-export type LoadHooks = {
+type LoadHooks = {
   counters: ReadCounters;
   /** Resolves once the tables this file points at are final (loaded, failed or absent). */
   parentsDone: () => Promise<void>;

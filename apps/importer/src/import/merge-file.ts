@@ -1,3 +1,4 @@
+// Merges one file's staged rows into its table and commits, retrying a merge that met a concurrent write (deadlock, key conflict).
 import type pg from "pg";
 import {
   advanceSequenceSql,
@@ -14,7 +15,7 @@ import type { RejectLog } from "./rejects.js";
 import type { Staged } from "./stage-file.js";
 import type { TableSpec } from "./tables.js";
 
-export type Merged = { loaded: number; inserted: number; updated: number; unchanged: number };
+type Merged = { loaded: number; inserted: number; updated: number; unchanged: number };
 
 // A merge that meets a concurrent delete of a parent (foreign key), a row a worker
 // inserted meanwhile (unique key) or a deadlock is retried from its savepoint: the

@@ -1,3 +1,4 @@
+// The SQL of staging and merging a file: staging table, COPY, orphan and repeat rejects, upsert.
 import { stageType } from "./field-check.js";
 import type { TableSpec } from "./tables.js";
 

@@ -1,3 +1,4 @@
+// The import's progress: a terminal bar, or plain lines for logs and pipes.
 import { MultiBar, Presets, type SingleBar } from "cli-progress";
 import type { ImportProgress, ProgressState } from "./import-catalog.js";
 import type { FileResult } from "./load-file.js";
@@ -37,7 +38,7 @@ function phase(state: ProgressState): string {
   return parts.join("; ") || "finishing";
 }
 
-export function fileLine(r: FileResult): string {
+function fileLine(r: FileResult): string {
   if (r.status === "absent") return `${r.file}: not found, skipped`;
   if (r.status === "failed") return `${r.file}: FAILED, nothing loaded: ${r.error}`;
   return (

@@ -1,3 +1,4 @@
+// The rows a file skipped, counted by reason with the first few lines of each.
 export type RejectExample = { line: number; detail: string };
 export type RejectGroup = { reason: string; count: number; examples: RejectExample[] };
 

@@ -11,7 +11,7 @@ export const RUNAWAY_REASON = "unclosed quote";
  * relaxed, takes that as text and goes on). A field that truly spans lines closes with
  * `",` or `"` at a line end.
  */
-export type QuotedSpan = { field: number; broken: boolean };
+type QuotedSpan = { field: number; broken: boolean };
 
 export function quotedSpan(text: string): QuotedSpan | undefined {
   let span: QuotedSpan | undefined;

@@ -1,3 +1,4 @@
+// Streams one CSV file into a temporary staging table with COPY.
 import { createReadStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";

@@ -1,3 +1,4 @@
+// The report printed at the end of an import.
 import { formatCount, formatDuration } from "./format.js";
 import type { ImportSummary } from "./import-catalog.js";
 

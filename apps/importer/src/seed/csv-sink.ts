@@ -1,3 +1,4 @@
+// Buffered writes of rows to one CSV file, waiting when the stream is full.
 import { createWriteStream, type WriteStream } from "node:fs";
 import { once } from "node:events";
 

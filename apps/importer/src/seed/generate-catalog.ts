@@ -1,3 +1,4 @@
+// Writes a deterministic seeded catalog as the six CSV export files, optionally with bad rows.
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { CsvSink } from "./csv-sink.js";
@@ -16,7 +17,7 @@ import {
   STYLE_NAMES,
 } from "./vocabulary.js";
 
-export type SeedOptions = {
+type SeedOptions = {
   products: number;
   out: string;
   /** Windows line endings between rows (fields may still hold a bare \n). */

@@ -1,3 +1,4 @@
+// The welcome email dispatcher: moves pending rows of the email_sends outbox into emails jobs.
 import { throttled, withTimeout } from "@ingest/runtime";
 import type { Db } from "@ingest/db";
 import { emailJobOptions, welcomeBatchJobId, WELCOME_BATCH_JOB, type EmailRetry, type WelcomeBatchData } from "@ingest/jobs";
@@ -8,14 +9,14 @@ import type { Logger } from "../logger.js";
 import type { WorkerMetrics } from "../metrics.js";
 
 // Rows per transaction: one addBulk and one update for all of them.
-export const DISPATCH_BATCH_SIZE = 500;
+const DISPATCH_BATCH_SIZE = 500;
 // Emails per job: a job's sends share its transactions and its retries.
 export const EMAILS_PER_JOB = 100;
 // Redis that does not take the jobs in this long fails the dispatch: the rows stay
 // pending and the next poll adds them again, under the same job ids.
 const ADD_TIMEOUT_MS = 5_000;
 
-export type WelcomeDispatcherDeps = {
+type WelcomeDispatcherDeps = {
   db: Db;
   /** The emails queue; only addBulk is used. */
   queue: Pick<Queue, "addBulk">;
@@ -29,7 +30,7 @@ export type WelcomeDispatcherDeps = {
   emailsPerJob?: number;
 };
 
-export type WelcomeDispatcher = {
+type WelcomeDispatcher = {
   /** One transaction: moves up to batchSize pending welcome emails to the emails queue; answers how many. */
   dispatchOnce(): Promise<number>;
   /** Polls every intervalMs, at once again after a full batch. */

@@ -5,7 +5,7 @@ import { context, endSpan, inSpan, SpanKind, startItemSpan, trace, tracer, traci
 import { welcomeMessageId, type Mailer } from "./mailer.js";
 import type { SendOutcome } from "./welcome.js";
 
-export type EmailSpans = {
+type EmailSpans = {
   /** The mailer whose sends are SMTP spans under their email's span. */
   mailer: Mailer;
   /** Runs the job's statements in the lone email's span (many emails: in the batch's). */

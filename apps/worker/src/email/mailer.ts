@@ -1,3 +1,4 @@
+// Sends email over an SMTP pool, or logs it when SMTP_URL is unset.
 import nodemailer from "nodemailer";
 import type { Logger } from "../logger.js";
 
@@ -11,7 +12,7 @@ export type Mailer = {
   close(): void;
 };
 
-export type MailerConfig = { smtpUrl: string | undefined; from: string; maxConnections: number; nodeEnv: string };
+type MailerConfig = { smtpUrl: string | undefined; from: string; maxConnections: number; nodeEnv: string };
 
 // Bounded so a hung server fails the attempt (and it is retried) instead of holding it.
 const CONNECTION_TIMEOUT_MS = 10_000;

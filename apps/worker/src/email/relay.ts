@@ -22,7 +22,7 @@ export type WelcomeRelay = {
 };
 
 /** The welcome emails owed by registrations just committed: one per registration created (a duplicate owes none). */
-export function welcomeEmailsOf(applied: Applied[]): WelcomeEmail[] {
+function welcomeEmailsOf(applied: Applied[]): WelcomeEmail[] {
   const emails: WelcomeEmail[] = [];
   for (const { write, result } of applied) {
     if (write.name !== "registration.create") continue;

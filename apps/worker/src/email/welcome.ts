@@ -11,7 +11,6 @@ import {
   welcomeEmailJobId,
   WELCOME_EMAIL_JOB,
   ZWelcomeEmailJob,
-  type EmailRetry,
   type WelcomeEmail,
 } from "@ingest/jobs";
 import { traceFieldsOf } from "@ingest/telemetry";
@@ -22,9 +21,9 @@ import { traceEmails } from "./email-spans.js";
 import { describeSendError, welcomeMessageId, type Mailer } from "./mailer.js";
 
 const KIND = "welcome";
-export const WELCOME_SUBJECT = "Welcome to ingest";
+const WELCOME_SUBJECT = "Welcome to ingest";
 // Emails per transaction: their rows stay locked while the SMTP server takes them.
-export const SEND_CHUNK = 100;
+const SEND_CHUNK = 100;
 
 export type SendOutcome =
   | { registrationId: number; messageId: string; sent: boolean }
@@ -106,12 +105,12 @@ async function recordFailures(db: Db, failed: { email: WelcomeEmail; reason: str
 
 // What a job reports says what became of its emails: handed to the SMTP server ("sent"),
 // or only written to the log without SMTP_URL ("logged").
-export type WelcomeBatchResult =
+type WelcomeBatchResult =
   | { sent: number; sentBefore: number; failed: { registrationId: number; reason: string }[] }
   | { logged: number; loggedBefore: number; failed: { registrationId: number; reason: string }[] };
-export type WelcomeResult = { registrationId: number; messageId: string } & ({ sent: boolean } | { logged: boolean });
+type WelcomeResult = { registrationId: number; messageId: string } & ({ sent: boolean } | { logged: boolean });
 
-export type EmailProcessorDeps = BaseDeps & {
+type EmailProcessorDeps = BaseDeps & {
   db: Db;
   mailer: Mailer;
   domain: string;
@@ -199,5 +198,3 @@ function readEmails(job: Job): WelcomeEmail[] | undefined {
   }
   return emails;
 }
-
-export type { EmailRetry };

@@ -19,4 +19,4 @@ export const HANDLERS: HandlerMap = {
 };
 
 export { applyContextOf } from "./types.js";
-export type { ApplyContext, Handler, HandlerMap, RecordItem, Tx, WriteHandler } from "./types.js";
+export type { ApplyContext, HandlerMap, Tx, WriteHandler } from "./types.js";

@@ -1,3 +1,4 @@
+// The product.create handler: inserts a product with its features at a free id.
 import type { Handler } from "./types.js";
 import { insertAtFreeId, productColumns, replaceFeatures } from "./product-rows.js";
 

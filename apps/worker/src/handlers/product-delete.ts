@@ -1,3 +1,4 @@
+// The product.delete handler: deletes a product, its child rows going with it.
 import { products } from "@ingest/db";
 import { eq } from "drizzle-orm";
 import type { Handler } from "./types.js";

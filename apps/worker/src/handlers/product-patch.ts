@@ -1,3 +1,4 @@
+// The product.patch handler: changes the given fields of an existing product.
 import { products } from "@ingest/db";
 import { eq } from "drizzle-orm";
 import { PermanentJobError } from "../errors.js";

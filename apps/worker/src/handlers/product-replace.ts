@@ -1,3 +1,4 @@
+// The product.replace handler: writes a product whole under its id (an upsert) with its features.
 import { products } from "@ingest/db";
 import type { Handler } from "./types.js";
 import { productColumns, replaceFeatures, touch } from "./product-rows.js";

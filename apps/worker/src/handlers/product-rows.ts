@@ -1,4 +1,5 @@
-import { features, products } from "@ingest/db";
+// The product row helpers the product handlers share: columns, features, a free id.
+import { features } from "@ingest/db";
 import type { TProduct, TProductPatch } from "@ingest/jobs";
 import { eq, sql } from "drizzle-orm";
 import type { Tx } from "./types.js";
@@ -58,4 +59,3 @@ export async function insertAtFreeId(tx: Tx, columns: ReturnType<typeof productC
 }
 
 export const touch = { updatedAt: sql`now()` };
-export { products };

@@ -1,3 +1,4 @@
+// The registration.create handler, and the batch insert of many registrations with their welcome emails.
 import { sql } from "drizzle-orm";
 import type { PayloadOf, ResultOf } from "@ingest/jobs";
 import type { ApplyContext, Handler, Tx } from "./types.js";

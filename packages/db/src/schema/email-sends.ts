@@ -1,3 +1,4 @@
+// The email_sends table: the outbox of welcome emails registrations are owed.
 import { sql } from "drizzle-orm";
 import { check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, varchar } from "drizzle-orm/pg-core";
 import { registrations } from "./registrations.js";

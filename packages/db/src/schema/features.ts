@@ -1,3 +1,4 @@
+// The features table: a product's feature/value pairs.
 import { index, integer, pgTable, varchar } from "drizzle-orm/pg-core";
 import { products } from "./products.js";
 

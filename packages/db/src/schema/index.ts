@@ -1,3 +1,4 @@
+// Every table of the schema, for drizzle and the `@ingest/db/schema` export.
 export { products } from "./products.js";
 export { features } from "./features.js";
 export { styles } from "./styles.js";

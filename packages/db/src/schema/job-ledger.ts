@@ -1,3 +1,4 @@
+// The job_ledger table: one row per write job applied or failed for good.
 import { sql } from "drizzle-orm";
 import { index, integer, jsonb, pgTable, text, timestamp } from "drizzle-orm/pg-core";
 

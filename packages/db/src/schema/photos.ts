@@ -1,3 +1,4 @@
+// The photos table: a style's photo and thumbnail URLs.
 import { index, integer, pgTable, text } from "drizzle-orm/pg-core";
 import { styles } from "./styles.js";
 

@@ -1,3 +1,4 @@
+// The product_versions table: the last edit applied to each product id.
 import { sql } from "drizzle-orm";
 import { bigint, integer, pgTable, timestamp } from "drizzle-orm/pg-core";
 

@@ -1,3 +1,4 @@
+// The products table.
 import { sql } from "drizzle-orm";
 import { integer, numeric, pgTable, text, timestamp, varchar } from "drizzle-orm/pg-core";
 

@@ -1,3 +1,4 @@
+// The registrations table: one row per registered email.
 import { sql } from "drizzle-orm";
 import { boolean, check, integer, pgTable, text, timestamp, uniqueIndex, varchar } from "drizzle-orm/pg-core";
 

@@ -1,3 +1,4 @@
+// The related table: the products each product points to as related.
 import { index, integer, pgTable } from "drizzle-orm/pg-core";
 import { products } from "./products.js";
 

@@ -1,3 +1,4 @@
+// The skus table: a style's sizes and their stock.
 import { index, integer, pgTable, varchar } from "drizzle-orm/pg-core";
 import { styles } from "./styles.js";
 

@@ -1,3 +1,4 @@
+// The styles table: a product's styles and their prices.
 import { boolean, index, integer, numeric, pgTable, varchar } from "drizzle-orm/pg-core";
 import { products } from "./products.js";
 
