@@ -63,6 +63,9 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
       // /healthz answers 503 once the queue Redis has not answered for this long, so an
       // orchestrator restarts a worker that cannot recover by itself.
       WORKER_UNHEALTHY_AFTER_MS: int(20_000, { min: 1_000 }),
+      // /healthz answers 503 too when a lane with free slots has started no job for this
+      // long while jobs wait for it: its fetch loop is wedged, and only a restart helps.
+      WORKER_STALL_AFTER_MS: int(60_000, { min: 1_000 }),
       // Maintenance runs daily at 03:30 UTC; a period here (ms) replaces that, for tests.
       MAINTENANCE_EVERY_MS: int(0, { min: 0 }),
       // Upper bound on waiting for an earlier edit of the same product that is still alive.

@@ -1,4 +1,5 @@
-// The worker's /healthz answer: alive while it reaches its queue Redis and is not stopping.
+// The worker's /healthz answer: alive while it reaches its queue Redis, takes the jobs that wait for it, and is not stopping.
+import type { LaneStall } from "./lane-stall.js";
 
 export type HealthAnswer = { status: 200 | 503; headers: Record<string, string>; body: string };
 
@@ -8,6 +9,8 @@ type HealthInputs = {
   lastContact: () => number | undefined;
   /** Unreachable longer than this, the worker is unhealthy. */
   unhealthyAfterMs: number;
+  /** Lanes whose fetch loop is wedged (lane-stall.ts). */
+  stalledLanes?: () => LaneStall[];
 };
 
 const problem = (type: string, title: string, detail: string, members: Record<string, unknown> = {}): HealthAnswer => ({
@@ -21,7 +24,7 @@ const problem = (type: string, title: string, detail: string, members: Record<st
  * process: it says so, so that an orchestrator restarts it if its own reconnects do not
  * bring it back. The threshold leaves its watchdog time to recover it first.
  */
-export function createWorkerHealth({ isStopping, lastContact, unhealthyAfterMs }: HealthInputs): () => HealthAnswer {
+export function createWorkerHealth({ isStopping, lastContact, unhealthyAfterMs, stalledLanes = () => [] }: HealthInputs): () => HealthAnswer {
   const startedAt = Date.now();
   return () => {
     if (isStopping()) {
@@ -36,6 +39,16 @@ export function createWorkerHealth({ isStopping, lastContact, unhealthyAfterMs }
         "Not healthy",
         `The queue Redis has not answered since ${at} (${Math.round(silentMs / 1000)} s): no job can be fetched or finished. The worker keeps reconnecting.`,
         { checks: { redis: "down" }, redisUnreachableSince: at },
+      );
+    }
+    const stalled = stalledLanes();
+    if (stalled.length) {
+      const names = stalled.map((s) => `${s.lane} (${s.waiting} waiting, none taken since ${s.since})`).join(", ");
+      return problem(
+        "/problems/lane-stalled",
+        "Not healthy",
+        `Jobs wait and this worker takes none although it has room: ${names}. Its fetch loop is wedged; a restart brings it back (its active jobs return to other workers).`,
+        { checks: { redis: "up", lanes: "stalled" }, stalledLanes: stalled },
       );
     }
     return {

@@ -1,6 +1,6 @@
 // The worker built from its configuration (createWorkerRuntime): main.ts runs it as a process, tests in theirs.
 import { createCacheConnection, createCatalogInvalidator } from "@ingest/catalog";
-import { throttled } from "@ingest/runtime";
+import { throttled, withTimeout } from "@ingest/runtime";
 import { createDb, registerPoolMetrics } from "@ingest/db";
 import {
   closeQueues,
@@ -25,6 +25,7 @@ import { createMailer } from "./email/mailer.js";
 import { createWelcomeRelay } from "./email/relay.js";
 import type { Env } from "./env.js";
 import { createWorkerHealth, type HealthAnswer } from "./health.js";
+import { createStallMonitor, type LaneProbe, type StallMonitor } from "./lane-stall.js";
 import { workerLanes, type Lane } from "./lanes.js";
 import type { Logger } from "./logger.js";
 import { createWorkerMetrics, serveWorkerMetrics, type WorkerMetrics } from "./metrics.js";
@@ -87,9 +88,33 @@ export function createWorkerRuntime(env: Env, { log }: { log: Logger }): WorkerR
   const turns = createTurnSignal();
   const lanes = workerLanes(env, { db, queues, turns, catalog, relay, mail, log, metrics });
 
+  // What this process started of each lane, for the stall monitor.
+  const probes: LaneProbe[] = [];
+  let startedAt = Date.now();
+
   /** A lane's Worker, idle until start() runs it. */
   const laneWorker = (queue: QueueName, lane: Lane): Worker => {
-    const worker = new Worker(queue, lane.processor(), { ...lane.options, connection, prefix: env.QUEUE_PREFIX, concurrency: lane.concurrency, autorun: false });
+    const processor = lane.processor();
+    let inFlight = 0;
+    let lastStartAt = 0;
+    const counted: typeof processor = async (job, token) => {
+      inFlight++;
+      lastStartAt = Date.now();
+      try {
+        return await processor(job, token);
+      } finally {
+        inFlight--;
+      }
+    };
+    const worker = new Worker(queue, counted, { ...lane.options, connection, prefix: env.QUEUE_PREFIX, concurrency: lane.concurrency, autorun: false });
+    probes.push({
+      name: queue,
+      concurrency: lane.concurrency,
+      inFlight: () => inFlight,
+      lastStartAt: () => Math.max(lastStartAt, startedAt),
+      idle: () => !worker.isRunning() || worker.isPaused() || closing !== undefined,
+      waiting: () => withTimeout(waitingJobs(queues[queue]), STALL_PROBE_TIMEOUT_MS, "waiting count"),
+    });
     worker.on("error", throttled((err: Error) => log.error({ err, queue }, "worker error")));
     if (lane.logFinalFailure) {
       worker.on("failed", (job, err) => {
@@ -101,7 +126,13 @@ export function createWorkerRuntime(env: Env, { log }: { log: Logger }): WorkerR
   const workers = (Object.entries(lanes) as [QueueName, Lane][]).filter(([, lane]) => lane.concurrency > 0).map(([queue, lane]) => laneWorker(queue, lane));
 
   let stopping = false;
-  const health = createWorkerHealth({ isStopping: () => stopping, lastContact: () => watchdog.lastContact(), unhealthyAfterMs: env.WORKER_UNHEALTHY_AFTER_MS });
+  let monitor: StallMonitor | undefined;
+  const health = createWorkerHealth({
+    isStopping: () => stopping,
+    lastContact: () => watchdog.lastContact(),
+    unhealthyAfterMs: env.WORKER_UNHEALTHY_AFTER_MS,
+    stalledLanes: () => monitor?.stalled() ?? [],
+  });
   let serving: Promise<Server> | undefined;
 
   let starting: Promise<void> | undefined;
@@ -110,7 +141,14 @@ export function createWorkerRuntime(env: Env, { log }: { log: Logger }): WorkerR
       if (closing) return;
       analyzer.start();
       // As BullMQ's autorun does: a main loop that fails says so on the worker's error listener.
+      startedAt = Date.now();
       for (const worker of workers) worker.run().catch((err: Error) => worker.emit("error", err));
+      monitor = createStallMonitor({
+        lanes: probes,
+        stallAfterMs: env.WORKER_STALL_AFTER_MS,
+        onStall: (stall) => log.error(stall, "lane stalled: jobs wait and this worker takes none; /healthz answers 503 so that it is restarted"),
+        onRecover: (lane) => log.warn({ lane }, "lane takes jobs again"),
+      });
       upsertMaintenanceScheduler(queues[MAINTENANCE_QUEUE], env.MAINTENANCE_EVERY_MS || undefined).catch((err) => log.error({ err }, "could not schedule maintenance"));
       mail?.dispatcher.start();
       if (env.WORKER_METRICS_PORT) serving = serveWorkerMetrics(metrics, env.WORKER_METRICS_PORT, health);
@@ -127,6 +165,7 @@ export function createWorkerRuntime(env: Env, { log }: { log: Logger }): WorkerR
     (closing ??= (async () => {
       log.info({ signal: reason }, "shutting down: finishing active jobs");
       stopping = true;
+      monitor?.stop();
       // The dispatch in flight finishes too (its add is bounded by a timeout).
       const graceful = Promise.allSettled([...workers.map((w) => w.close()), mail?.dispatcher.close()]);
       let timer: NodeJS.Timeout | undefined;
@@ -154,6 +193,15 @@ export function createWorkerRuntime(env: Env, { log }: { log: Logger }): WorkerR
     })());
 
   return { workers, metrics, health, start, close };
+}
+
+// A waiting count not known within this is no verdict (Redis is slow or away: the watchdog's part).
+const STALL_PROBE_TIMEOUT_MS = 5_000;
+
+/** Jobs ready to be taken from the queue; none while it is paused. */
+async function waitingJobs(queue: Queue): Promise<number> {
+  if (await queue.isPaused()) return 0;
+  return queue.getJobCountByTypes("wait", "prioritized");
 }
 
 const emailRetryOf = (env: Env) => ({ attempts: env.EMAIL_ATTEMPTS, delayMs: env.EMAIL_RETRY_DELAY_MS });

@@ -33,6 +33,8 @@ const env = loadEnv({
   NODE_ENV: "test",
   LOG_LEVEL: "silent",
   WORKER_METRICS_PORT: String(metricsPort),
+  // The stall test below wedges a lane: found within a second or two.
+  WORKER_STALL_AFTER_MS: "1000",
 });
 const worker = createWorkerRuntime(env, { log: createLogger(env.LOG_LEVEL, false) });
 const queues = api.runtime.deps.queues;
@@ -89,6 +91,35 @@ describe("the worker runtime, in process", () => {
     const metrics = await (await fetch(`${metricsUrl}/metrics`)).text();
     expect(metrics).toMatch(/ingest_job_duration_seconds_count\{queue="registrations",job_name="registration.create",outcome="completed"\} 1/);
     expect(metrics).toMatch(/ingest_job_duration_seconds_count\{queue="emails",job_name="email.welcome-batch",outcome="completed"\} 1/);
+  });
+
+  it("a lane whose fetch loop is wedged while a job waits turns /healthz to 503 naming it, and back once it takes jobs", async () => {
+    // BullMQ's fetch of the bulk lane hangs (as after a lost Redis reply) until released.
+    const bulk = worker.workers.find((w) => w.name === "bulk")! as unknown as { backend: { moveToActive: (...args: unknown[]) => Promise<unknown> } };
+    const fetch = bulk.backend.moveToActive.bind(bulk.backend);
+    let release!: () => void;
+    const hung = new Promise<void>((resolve) => (release = resolve));
+    bulk.backend.moveToActive = async (...args) => {
+      await hung;
+      return fetch(...args);
+    };
+    try {
+      const waiting = await queues.bulk.add("no.such-job", {}, { attempts: 1 });
+      const stalled = await waitFor(() => (worker.health().status === 503 ? worker.health() : undefined), 10_000, "the stall found");
+      expect(JSON.parse(stalled.body)).toMatchObject({
+        type: "/problems/lane-stalled",
+        status: 503,
+        checks: { redis: "up", lanes: "stalled" },
+        stalledLanes: [{ lane: "bulk", waiting: 1 }],
+      });
+      expect((await globalThis.fetch(`${metricsUrl}/healthz`)).status).toBe(503);
+      release();
+      await waitFor(async () => (await queues.bulk.getJob(waiting.id!))?.finishedOn, 10_000, "the job taken once released");
+      await waitFor(() => worker.health().status === 200, 10_000, "healthy again");
+    } finally {
+      release();
+      bulk.backend.moveToActive = fetch;
+    }
   });
 
   it("close() stops every lane and leaves no Redis client, PostgreSQL session, server or timer open", async () => {
