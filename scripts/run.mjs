@@ -173,7 +173,7 @@ async function main(command) {
       const env = { CHAOS_DURATION_MS: "120000", CHAOS_FAULTS: "all", FUZZ_RUNS: "3400", ...process.env, ...svc.env };
       const vitest = spawnSync(
         join(ROOT, "node_modules", ".bin", "vitest"),
-        ["run", "test/chaos-all.e2e.test.ts", "test/fuzz.test.ts", ...process.argv.slice(3)],
+        ["run", "test/chaos.e2e.test.ts", "test/fuzz.test.ts", ...process.argv.slice(3)],
         { cwd: ROOT, stdio: "inherit", env },
       );
       await svc.stop();

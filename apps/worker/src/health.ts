@@ -43,11 +43,13 @@ export function createWorkerHealth({ isStopping, lastContact, unhealthyAfterMs, 
     }
     const stalled = stalledLanes();
     if (stalled.length) {
-      const names = stalled.map((s) => `${s.lane} (${s.waiting} waiting, none taken since ${s.since})`).join(", ");
+      const names = stalled
+        .map((s) => (s.reason === "stuck" ? `${s.lane} (a job running since ${s.since})` : `${s.lane} (${s.waiting} waiting, none taken since ${s.since})`))
+        .join(", ");
       return problem(
         "/problems/lane-stalled",
         "Not healthy",
-        `Jobs wait and this worker takes none although it has room: ${names}. Its fetch loop is wedged; a restart brings it back (its active jobs return to other workers).`,
+        `A lane of this worker is wedged: ${names}. Only a restart brings it back (its active jobs return to other workers).`,
         { checks: { redis: "up", lanes: "stalled" }, stalledLanes: stalled },
       );
     }

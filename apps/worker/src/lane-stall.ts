@@ -1,4 +1,4 @@
-// Finds a lane whose Worker stopped taking jobs while jobs wait for it and it has room: a fetch loop wedged where no connection check can see it.
+// Finds a lane whose Worker stopped taking jobs while jobs wait for it and it has room, or whose job never returns: a wedge no connection check can see.
 
 /** What the monitor reads of one lane. */
 export type LaneProbe = {
@@ -8,13 +8,18 @@ export type LaneProbe = {
   inFlight(): number;
   /** When this process last started a job of the lane (or began watching it). */
   lastStartAt(): number;
+  /** When the longest-running job of the lane in this process started, if any runs. */
+  oldestStartAt(): number | undefined;
+  /** A job of this lane that runs longer is stuck (undefined: its jobs may run for long). */
+  maxJobMs?: number;
   /** Paused, closing or not running: not expected to take jobs. */
   idle(): boolean;
   /** Jobs waiting to be taken (not delayed, not active); rejects or times out when Redis does not say. */
   waiting(): Promise<number>;
 };
 
-export type LaneStall = { lane: string; waiting: number; since: string };
+/** idle: jobs wait and none is taken; stuck: a job has run past the lane's bound. */
+export type LaneStall = { lane: string; reason: "idle" | "stuck"; waiting: number; since: string };
 
 export type StallMonitor = {
   /** The lanes found stalled at the last check. */
@@ -35,14 +40,26 @@ type Options = {
  * Every check, a lane with free slots that has not started a job for stallAfterMs is
  * asked for its waiting jobs; any waiting means its fetch loop is wedged (a healthy one
  * takes a waiting job within milliseconds, and comes back within seconds from a Redis
- * outage). The process cannot unwedge it: /healthz says so, and the orchestrator
- * restarts the worker (its active jobs come back to another worker as stalled jobs).
+ * outage). A lane whose jobs are bounded (every wait in them has a timeout) and that has
+ * one running past the bound is stuck on a promise that will never settle. The process
+ * cannot unwedge either: /healthz says so, and the orchestrator restarts the worker (its
+ * active jobs come back to another worker as stalled jobs).
  */
 export function createStallMonitor({ lanes, stallAfterMs, checkEveryMs = Math.max(1_000, Math.floor(stallAfterMs / 4)), onStall, onRecover }: Options): StallMonitor {
   const stalls = new Map<string, LaneStall>();
   let checking = false;
 
+  const found = (lane: LaneProbe, stall: LaneStall) => {
+    if (stalls.get(lane.name)?.reason === stall.reason) return;
+    stalls.set(lane.name, stall);
+    onStall(stall);
+  };
+
   const check = async (lane: LaneProbe) => {
+    const oldest = lane.oldestStartAt();
+    if (!lane.idle() && lane.maxJobMs !== undefined && oldest !== undefined && Date.now() - oldest > lane.maxJobMs) {
+      return found(lane, { lane: lane.name, reason: "stuck", waiting: 0, since: new Date(oldest).toISOString() });
+    }
     const quietMs = Date.now() - lane.lastStartAt();
     if (lane.idle() || lane.inFlight() >= lane.concurrency || quietMs < stallAfterMs) {
       if (stalls.delete(lane.name)) onRecover(lane.name);
@@ -59,10 +76,7 @@ export function createStallMonitor({ lanes, stallAfterMs, checkEveryMs = Math.ma
       if (stalls.delete(lane.name)) onRecover(lane.name);
       return;
     }
-    if (stalls.has(lane.name)) return;
-    const stall = { lane: lane.name, waiting, since: new Date(lane.lastStartAt()).toISOString() };
-    stalls.set(lane.name, stall);
-    onStall(stall);
+    found(lane, { lane: lane.name, reason: "idle", waiting, since: new Date(lane.lastStartAt()).toISOString() });
   };
 
   const timer = setInterval(() => {

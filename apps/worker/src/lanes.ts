@@ -23,6 +23,11 @@ export type Lane = {
   processor: () => Processor;
   /** Logs each job that fails for good (the email lane logs each email's failure itself). */
   logFinalFailure?: boolean;
+  /**
+   * Every wait in this lane's jobs has a timeout, so one running longer is stuck for good
+   * and /healthz says so (lane-stall.ts); unset where a job may legitimately run long.
+   */
+  maxJobMs?: number;
 };
 
 /** What the lanes' processors work with, made once per process by runtime.ts. */
@@ -56,6 +61,9 @@ export function workerLanes(env: Env, r: LaneResources): Record<QueueName, Lane>
   const { log, metrics } = r;
   const applying = { db: r.db, queues: r.queues, orderWaitMaxMs: env.ORDER_WAIT_MAX_MS, turns: r.turns, catalog: r.catalog, log, metrics };
   const writes = { ...applying, chunkSize: env.WORKER_BATCH_SIZE };
+  // A carrier's statements each end within the statement timeout, its waits for earlier
+  // edits within a second, its Redis commands behind the watchdog.
+  const maxJobMs = Math.max(env.WORKER_STALL_AFTER_MS, 2 * env.DB_STATEMENT_TIMEOUT_MS);
   const { mail } = r;
   return {
     registrations: {
@@ -64,12 +72,14 @@ export function workerLanes(env: Env, r: LaneResources): Record<QueueName, Lane>
       // The welcome emails of registrations go to the emails queue as they commit.
       processor: () => createWritesProcessor("registrations", { ...writes, afterApplied: async (applied) => r.relay.add(applied) }),
       logFinalFailure: true,
+      maxJobMs,
     },
     products: {
       concurrency: env.WORKER_CONCURRENCY || DEFAULT_CONCURRENCY.products,
       options,
       processor: () => createWritesProcessor("products", writes),
       logFinalFailure: true,
+      maxJobMs,
     },
     // Batches have their own worker and concurrency, so they never hold up interactive writes.
     bulk: {

@@ -95,23 +95,26 @@ export function createWorkerRuntime(env: Env, { log }: { log: Logger }): WorkerR
   /** A lane's Worker, idle until start() runs it. */
   const laneWorker = (queue: QueueName, lane: Lane): Worker => {
     const processor = lane.processor();
-    let inFlight = 0;
+    // Start times of the jobs in flight, oldest first (Set keeps insertion order).
+    const running = new Set<{ at: number }>();
     let lastStartAt = 0;
     const counted: typeof processor = async (job, token) => {
-      inFlight++;
-      lastStartAt = Date.now();
+      const entry = { at: (lastStartAt = Date.now()) };
+      running.add(entry);
       try {
         return await processor(job, token);
       } finally {
-        inFlight--;
+        running.delete(entry);
       }
     };
     const worker = new Worker(queue, counted, { ...lane.options, connection, prefix: env.QUEUE_PREFIX, concurrency: lane.concurrency, autorun: false });
     probes.push({
       name: queue,
       concurrency: lane.concurrency,
-      inFlight: () => inFlight,
+      inFlight: () => running.size,
       lastStartAt: () => Math.max(lastStartAt, startedAt),
+      oldestStartAt: () => running.values().next().value?.at,
+      maxJobMs: lane.maxJobMs,
       idle: () => !worker.isRunning() || worker.isPaused() || closing !== undefined,
       waiting: () => withTimeout(waitingJobs(queues[queue]), STALL_PROBE_TIMEOUT_MS, "waiting count"),
     });

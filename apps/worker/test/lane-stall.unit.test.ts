@@ -12,7 +12,7 @@ afterEach(() => monitors.splice(0).forEach((m) => m.stop()));
 let checks = 0;
 function probe(over: Partial<LaneProbe> & { name: string }): LaneProbe {
   const idle = over.idle ?? (() => false);
-  return { concurrency: 2, inFlight: () => 0, lastStartAt: () => Date.now() - 10 * STALL_MS, waiting: async () => 3, ...over, idle: () => (checks++, idle()) };
+  return { concurrency: 2, inFlight: () => 0, lastStartAt: () => Date.now() - 10 * STALL_MS, oldestStartAt: () => undefined, waiting: async () => 3, ...over, idle: () => (checks++, idle()) };
 }
 
 function watch(lanes: LaneProbe[]) {
@@ -32,7 +32,7 @@ describe("lane stall monitor", () => {
   it("finds a lane with room that started nothing for too long while jobs wait, once", async () => {
     const { monitor, events } = watch([probe({ name: "products" })]);
     await settle(1);
-    expect(monitor.stalled()).toMatchObject([{ lane: "products", waiting: 3 }]);
+    expect(monitor.stalled()).toMatchObject([{ lane: "products", reason: "idle", waiting: 3 }]);
     expect(events).toEqual(["stall products 3"]);
   });
 
@@ -49,6 +49,17 @@ describe("lane stall monitor", () => {
     expect(events).toEqual([]);
   });
 
+  it("finds a lane whose job runs past its bound, busy or not, and only where the lane has one", async () => {
+    const longAgo = () => Date.now() - 10 * STALL_MS;
+    const { monitor, events } = watch([
+      probe({ name: "products", inFlight: () => 2, lastStartAt: () => Date.now(), oldestStartAt: longAgo, maxJobMs: STALL_MS }),
+      probe({ name: "bulk", inFlight: () => 1, concurrency: 1, oldestStartAt: longAgo }),
+    ]);
+    await settle(2);
+    expect(monitor.stalled()).toMatchObject([{ lane: "products", reason: "stuck" }]);
+    expect(events).toEqual(["stall products 0"]);
+  });
+
   it("clears the stall once the lane starts a job again", async () => {
     let last = Date.now() - 10 * STALL_MS;
     const { monitor, events } = watch([probe({ name: "bulk", lastStartAt: () => last })]);
@@ -60,7 +71,7 @@ describe("lane stall monitor", () => {
   });
 
   it("makes /healthz a 503 problem naming the lane", () => {
-    const stall = { lane: "products", waiting: 5, since: new Date(0).toISOString() };
+    const stall = { lane: "products", reason: "idle" as const, waiting: 5, since: new Date(0).toISOString() };
     const answer = createWorkerHealth({ isStopping: () => false, lastContact: () => Date.now(), unhealthyAfterMs: 10_000, stalledLanes: () => [stall] })();
     expect(answer.status).toBe(503);
     expect(JSON.parse(answer.body)).toMatchObject({ type: "/problems/lane-stalled", checks: { redis: "up", lanes: "stalled" }, stalledLanes: [stall] });
