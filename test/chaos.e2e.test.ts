@@ -19,7 +19,7 @@ const FAULT_EVERY_MS = Number(process.env.CHAOS_FAULT_EVERY_MS ?? 1_500);
 const ONLY_FAULTS = process.env.CHAOS_FAULTS && process.env.CHAOS_FAULTS !== "all" ? new Set(process.env.CHAOS_FAULTS.split(",")) : undefined;
 // A worker whose lane stays wedged this long answers 503 on /healthz, and is restarted
 // here as a liveness probe would restart it.
-const STALL_AFTER_MS = 15_000;
+const STALL_AFTER_MS = 30_000;
 const DRAIN_TIMEOUT_MS = Math.max(120_000, DURATION_MS * 2.5);
 const REGISTRATION_CLIENTS = 3;
 const PRODUCT_CLIENTS = 2;
@@ -235,7 +235,8 @@ describe("chaos: nothing lost, nothing doubled", () => {
               .catch(() => undefined);
             if (answer?.type !== "/problems/lane-stalled" || !probing) continue;
             livenessRestarts.push(JSON.stringify(answer.stalledLanes));
-            console.log(`chaos: worker ${w.proc.pid} restarted by its liveness probe: ${JSON.stringify(answer.stalledLanes)}`);
+            const lastWords = w.output().split("\n").filter((l) => /"level":(40|50|60)/.test(l)).slice(-12).join("\n");
+            console.log(`chaos: worker ${w.proc.pid} restarted by its liveness probe: ${JSON.stringify(answer.stalledLanes)}\n${lastWords}`);
             const at = workers.indexOf(w);
             if (at >= 0) workers.splice(at, 1);
             w.proc.kill("SIGKILL");
@@ -285,6 +286,20 @@ describe("chaos: nothing lost, nothing doubled", () => {
           const missing = [...new Set(ids)].filter((id) => !done.has(id));
           const states = await Promise.all(missing.slice(0, 20).map(async (id) => (await fetch(`${base}/jobs/${id}`)).text()));
           console.log(`chaos: ${missing.length} accepted writes not applied; first ones:\n${states.join("\n")}`);
+          // Where the queues stand, as BullMQ keeps them.
+          const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+          for (const queue of ["registrations", "products", "emails"]) {
+            const key = (k: string) => `${prefix}:${queue}:${k}`;
+            const [wait, active, delayed, prioritized, marker, meta, limiter, workersSeen] = await Promise.all([
+              admin.llen(key("wait")), admin.llen(key("active")), admin.zcard(key("delayed")), admin.zcard(key("prioritized")),
+              admin.zrange(key("marker"), 0, -1, "WITHSCORES"), admin.hgetall(key("meta")), admin.pttl(key("limiter")),
+              admin.client("LIST").then((l) => String(l).split("\n").filter((c) => c.includes(queue)).length),
+            ]);
+            console.log(`chaos: ${queue}: wait ${wait}, active ${active}, delayed ${delayed}, prioritized ${prioritized}, marker ${JSON.stringify(marker)}, meta ${JSON.stringify(meta)}, limiter pttl ${limiter}, clients named for it ${workersSeen}`);
+          }
+          const first = missing[0] && (await admin.hgetall(`${prefix}:${missing[0].startsWith("reg") ? "registrations" : "products"}:${missing[0].split(".")[0]}`));
+          console.log(`chaos: first missing job's hash: ${JSON.stringify(first).slice(0, 600)}`);
+          admin.disconnect();
           for (const w of workers) console.log(`--- worker\n${w.output().split("\n").filter((l) => /"level":(40|50|60)/.test(l)).slice(-25).join("\n")}`);
           throw err;
         });
