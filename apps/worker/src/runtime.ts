@@ -5,16 +5,14 @@ import { createDb, registerPoolMetrics } from "@ingest/db";
 import {
   closeQueues,
   createQueues,
-  createRedisWatchdog,
-  createWorkerConnection,
   EMAILS_QUEUE,
   MAINTENANCE_QUEUE,
   QUEUE_NAMES,
   upsertMaintenanceScheduler,
   usePayloadVersion,
-  warnUnlessNoEviction,
   type QueueName,
 } from "@ingest/jobs";
+import { createRedisWatchdog, createWorkerConnection, warnUnlessNoEviction } from "@ingest/redis";
 import { flushTracing } from "@ingest/telemetry";
 import { Worker, type Queue } from "bullmq";
 import type { Server } from "node:http";

@@ -11,7 +11,7 @@ export type RedisClient = Redis | Cluster;
  * A Redis server by URL or, with clusterNodes, a Redis Cluster found from those seed
  * nodes; the URL then only gives the credentials and TLS (rediss:) of every node.
  */
-type RedisTarget = { url: string; clusterNodes?: readonly HostPort[] | undefined };
+export type RedisTarget = { url: string; clusterNodes?: readonly HostPort[] | undefined };
 
 /** The cluster's seed nodes, or undefined for a single server. */
 function clusterNodesOf(target: string | RedisTarget): readonly HostPort[] | undefined {

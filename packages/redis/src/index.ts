@@ -1,0 +1,10 @@
+// @ingest/redis: the Redis connections of the API, the worker and the cache, and the watchdog over them.
+export {
+  createProducerConnection,
+  createWorkerConnection,
+  waitForReady,
+  warnUnlessNoEviction,
+  type RedisClient,
+  type RedisTarget,
+} from "./connection.js";
+export { createRedisWatchdog, type RedisWatchdog } from "./watchdog.js";
