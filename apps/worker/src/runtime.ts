@@ -1,5 +1,5 @@
 // The worker built from its configuration (createWorkerRuntime): main.ts runs it as a process, tests in theirs.
-import { createCacheConnection, createCatalogInvalidator } from "@ingest/catalog";
+import { createCatalogInvalidator } from "@ingest/catalog";
 import { throttled, withTimeout } from "@ingest/runtime";
 import { createDb, registerPoolMetrics } from "@ingest/db";
 import {
@@ -12,7 +12,7 @@ import {
   usePayloadVersion,
   type QueueName,
 } from "@ingest/jobs";
-import { createRedisWatchdog, createWorkerConnection, warnUnlessNoEviction } from "@ingest/redis";
+import { createCacheConnection, createRedisWatchdog, createWorkerConnection, warnUnlessNoEviction } from "@ingest/redis";
 import { flushTracing } from "@ingest/telemetry";
 import { Worker, type Queue } from "bullmq";
 import type { Server } from "node:http";

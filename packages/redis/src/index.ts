@@ -1,5 +1,6 @@
 // @ingest/redis: the Redis connections of the API, the worker and the cache, and the watchdog over them.
 export {
+  createCacheConnection,
   createProducerConnection,
   createWorkerConnection,
   waitForReady,
