@@ -31,6 +31,7 @@ COPY packages/catalog/package.json packages/catalog/
 COPY packages/config/package.json packages/config/
 COPY packages/db/package.json packages/db/
 COPY packages/jobs/package.json packages/jobs/
+COPY packages/redis/package.json packages/redis/
 COPY packages/runtime/package.json packages/runtime/
 COPY packages/telemetry/package.json packages/telemetry/
 

@@ -1,4 +1,5 @@
-import { catalogKeys, createCacheConnection } from "@ingest/catalog";
+import { catalogKeys } from "@ingest/catalog";
+import { createCacheConnection } from "@ingest/redis";
 import { sql } from "drizzle-orm";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

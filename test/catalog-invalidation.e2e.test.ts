@@ -1,4 +1,5 @@
-import { createCacheConnection, createCatalogInvalidator, type CatalogInvalidator } from "@ingest/catalog";
+import { createCatalogInvalidator, type CatalogInvalidator } from "@ingest/catalog";
+import { createCacheConnection } from "@ingest/redis";
 import { sql } from "drizzle-orm";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

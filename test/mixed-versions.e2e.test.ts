@@ -2,7 +2,8 @@
 // format they write and read (PAYLOAD_VERSION 1 and 2), as compiled processes: a worker
 // never misreads, fails or loses a job written by a newer release — it leaves it, visibly,
 // for a worker that reads it — and reads the jobs of an older one.
-import { createQueues, closeQueues, carrierIdOf, createWorkerConnection, versionOf } from "@ingest/jobs";
+import { createQueues, closeQueues, carrierIdOf, versionOf } from "@ingest/jobs";
+import { createWorkerConnection } from "@ingest/redis";
 import { sql } from "drizzle-orm";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { request, spawnApi, spawnWorker, testDb, testEnv, waitFor, type WorkerProcess } from "./support/harness.js";

@@ -1,16 +1,8 @@
 // Connects what the API needs (database, queues, caches, producer) and closes it in order.
 import { throttled } from "@ingest/runtime";
 import { createDb } from "@ingest/db";
-import {
-  closeQueues,
-  createProducerConnection,
-  createQueues,
-  createRedisWatchdog,
-  Producer,
-  waitForReady,
-  warnUnlessNoEviction,
-  usePayloadVersion,
-} from "@ingest/jobs";
+import { closeQueues, createQueues, Producer, usePayloadVersion } from "@ingest/jobs";
+import { createProducerConnection, createRedisWatchdog, waitForReady, warnUnlessNoEviction } from "@ingest/redis";
 import { sql } from "drizzle-orm";
 import cluster from "node:cluster";
 import { randomBytes } from "node:crypto";

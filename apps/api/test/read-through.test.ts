@@ -1,4 +1,5 @@
-import { createCacheConnection, createCatalogInvalidator, type Resource } from "@ingest/catalog";
+import { createCatalogInvalidator, type Resource } from "@ingest/catalog";
+import { createCacheConnection } from "@ingest/redis";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cachePrefixFor, testEnv, waitFor } from "../../../test/support/harness.js";

@@ -1,6 +1,7 @@
 // Invalidates the cached catalog reads of the products a write committed, retrying while the cache Redis is away.
 import { setTimeout as sleep } from "node:timers/promises";
-import type { CacheRedis, CatalogInvalidator } from "@ingest/catalog";
+import type { CatalogInvalidator } from "@ingest/catalog";
+import type { RedisClient } from "@ingest/redis";
 import type { Logger } from "./logger.js";
 
 export type CommitInvalidation = {
@@ -26,7 +27,7 @@ const MAX_PENDING = 100_000;
  * that restarted lost its entries anyway; the risk is a Redis the API reaches and the
  * worker does not, and the in-memory retry dies with the process.
  */
-export function createCommitInvalidation(invalidator: CatalogInvalidator, redis: CacheRedis, log: Logger): CommitInvalidation {
+export function createCommitInvalidation(invalidator: CatalogInvalidator, redis: RedisClient, log: Logger): CommitInvalidation {
   const pending = new Set<number>();
   let pendingAll = false;
   let skipUntil = 0;

@@ -1,20 +1,18 @@
 // The worker built from its configuration (createWorkerRuntime): main.ts runs it as a process, tests in theirs.
-import { createCacheConnection, createCatalogInvalidator } from "@ingest/catalog";
+import { createCatalogInvalidator } from "@ingest/catalog";
 import { throttled, withTimeout } from "@ingest/runtime";
 import { createDb, registerPoolMetrics } from "@ingest/db";
 import {
   closeQueues,
   createQueues,
-  createRedisWatchdog,
-  createWorkerConnection,
   EMAILS_QUEUE,
   MAINTENANCE_QUEUE,
   QUEUE_NAMES,
   upsertMaintenanceScheduler,
   usePayloadVersion,
-  warnUnlessNoEviction,
   type QueueName,
 } from "@ingest/jobs";
+import { createCacheConnection, createRedisWatchdog, createWorkerConnection, warnUnlessNoEviction } from "@ingest/redis";
 import { flushTracing } from "@ingest/telemetry";
 import { Worker, type Queue } from "bullmq";
 import type { Server } from "node:http";

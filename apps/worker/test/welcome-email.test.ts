@@ -2,7 +2,6 @@ import { createDb, emailSends } from "@ingest/db";
 import {
   closeQueues,
   createQueues,
-  createWorkerConnection,
   EMAILS_QUEUE,
   welcomeBatchJobId,
   welcomeEmailJobId,
@@ -13,6 +12,7 @@ import {
   type WelcomeBatchData,
   type WritesJobData,
 } from "@ingest/jobs";
+import { createWorkerConnection } from "@ingest/redis";
 import { Queue, type Job } from "bullmq";
 import { eq, sql } from "drizzle-orm";
 import { randomUUID } from "node:crypto";

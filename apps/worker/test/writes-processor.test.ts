@@ -1,5 +1,6 @@
 import { createDb } from "@ingest/db";
-import { closeQueues, createQueues, createWorkerConnection, WRITES_JOB, writeIdOf, type Write, type WriteQueueName } from "@ingest/jobs";
+import { closeQueues, createQueues, WRITES_JOB, writeIdOf, type Write, type WriteQueueName } from "@ingest/jobs";
+import { createWorkerConnection } from "@ingest/redis";
 import { Worker, type Job } from "bullmq";
 import { sql } from "drizzle-orm";
 import { randomUUID } from "node:crypto";

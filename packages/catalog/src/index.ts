@@ -1,6 +1,5 @@
 // Catalog reads and their cache: SQL read queries, cache key scheme, invalidation.
 // Shared by the API (reads), the worker (invalidation on commit) and the importer.
-export { createCacheConnection, type CacheRedis, type CacheTarget } from "./connection.js";
 export { createCatalogInvalidator, type CatalogInvalidator } from "./invalidator.js";
 export {
   catalogKeys,

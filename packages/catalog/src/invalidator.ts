@@ -1,6 +1,6 @@
 // Invalidates cached catalog reads: bumps their versions in Redis and tells API processes to evict.
+import type { RedisClient } from "@ingest/redis";
 import { Cluster } from "ioredis";
-import type { CacheRedis } from "./connection.js";
 import { catalogKeys, newVersion, VERSION_TTL_S, type InvalidationMessage } from "./keys.js";
 
 export type CatalogInvalidator = {
@@ -22,7 +22,7 @@ const MAX_IDS_PER_MESSAGE = 1_000;
  * the message and reads again finds the new versions. Rejects when Redis did not take
  * every command, so a caller can retry.
  */
-export function createCatalogInvalidator({ redis, prefix }: { redis: CacheRedis; prefix: string }): CatalogInvalidator {
+export function createCatalogInvalidator({ redis, prefix }: { redis: RedisClient; prefix: string }): CatalogInvalidator {
   const keys = catalogKeys(prefix);
 
   /** Gives each version key a new version, then publishes the message. */

@@ -1,18 +1,10 @@
-// @ingest/jobs: the job definitions, payloads, queues, connections and the producer.
+// @ingest/jobs: the job definitions, payloads, queues and the producer.
 export * from "./definitions.js";
 export * from "./emails.js";
 export * from "./maintenance.js";
 export * from "./payloads.js";
 export { check } from "./validate.js";
 export { hasHashTag } from "./queues.js";
-export {
-  createProducerConnection,
-  createWorkerConnection,
-  waitForReady,
-  warnUnlessNoEviction,
-  type RedisClient,
-} from "./connection.js";
-export { createRedisWatchdog } from "./watchdog.js";
 export { NotReplicatedError } from "./replication.js";
 export { closeQueues, createQueues, DEFAULT_JOB_OPTIONS, DEFAULT_PREFIX, type Queues } from "./queues.js";
 export {

@@ -1,11 +1,11 @@
 // The Producer: validates a write, reserves its idempotency key and sequence number in Redis, then adds its job.
 import { createHash, randomUUID } from "node:crypto";
+import type { RedisClient } from "@ingest/redis";
 import { withTimeout } from "@ingest/runtime";
 import { ReplyError } from "ioredis";
 import { activeTraceCarrier, inSpan, SpanKind, tracer, tracingEnabled } from "@ingest/telemetry";
 import { BULK_QUEUE, JOB_ID_PREFIX, JOBS, type JobName, type PayloadOf, type WriteQueueName } from "./definitions.js";
 import { createCarrierAdder, type CarrierAdder } from "./carrier-add.js";
-import type { RedisClient } from "./connection.js";
 import { BULK_JOB, bulkLineId, type BulkJobData } from "./bulk.js";
 import { orderKeyOf, type Write } from "./writes.js";
 import type { Queues } from "./queues.js";

@@ -1,7 +1,7 @@
 // The BullMQ queues, their default job options and the hash-tagged key prefix.
+import type { RedisClient } from "@ingest/redis";
 import { bullmqTelemetry } from "@ingest/telemetry";
 import { Queue, type Job, type JobsOptions } from "bullmq";
-import type { RedisClient } from "./connection.js";
 import { QUEUE_NAMES, type QueueName } from "./definitions.js";
 import { versioned } from "./version.js";
 

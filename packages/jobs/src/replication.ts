@@ -1,6 +1,6 @@
 // Waits until Redis replicas acknowledged the accepted writes (Redis WAIT).
 import { Cluster } from "ioredis";
-import type { RedisClient } from "./connection.js";
+import type { RedisClient } from "@ingest/redis";
 
 /** Fewer replicas than asked acknowledged the writes in time: the 202 would promise more than Redis kept. */
 export class NotReplicatedError extends Error {

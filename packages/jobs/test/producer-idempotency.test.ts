@@ -2,9 +2,9 @@
 // or the client's retry with that key stores the write a second time.
 import { randomUUID } from "node:crypto";
 import type { Queue } from "bullmq";
+import { createProducerConnection } from "@ingest/redis";
 import { ReplyError } from "ioredis";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { createProducerConnection } from "../src/connection.js";
 import { certainlyNotStored, IdempotencyConflictError, Producer, QueueUnavailableError } from "../src/producer.js";
 import { createQueues, closeQueues } from "../src/queues.js";
 import { carrierIdOf } from "../src/writes.js";

@@ -1,6 +1,7 @@
 // The catalog reads the API serves: the in-process and Redis caches in front of PostgreSQL, built from the env.
 import { throttled } from "@ingest/runtime";
-import { catalogKeys, createCacheConnection, createCatalogQueries, type CacheRedis, type CacheTarget, type Resource } from "@ingest/catalog";
+import { catalogKeys, createCatalogQueries, type Resource } from "@ingest/catalog";
+import { createCacheConnection, type RedisClient, type RedisTarget } from "@ingest/redis";
 import type { Db } from "@ingest/db";
 import CircuitBreaker from "opossum";
 import type { Env } from "../env.js";
@@ -11,7 +12,7 @@ import { createReadThrough, type Served } from "./read-through.js";
 import { createRedisStore } from "./redis-store.js";
 
 type CatalogCacheConfig = {
-  redisUrl: CacheTarget;
+  redisUrl: string | RedisTarget;
   prefix: string;
   ttlS: number;
   staleS: number;
@@ -38,7 +39,7 @@ const LOCK_MS = 3_000;
 const DB_BREAKER = { timeout: 5_000, errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeout: 2_000, name: "catalog-db" };
 
 /** watch: hands each cache connection to the process's watchdog (one that stops answering is reconnected). */
-export function createCatalogReads(db: Db, config: CatalogCacheConfig, log: Logger, watch?: (client: CacheRedis, name: string) => void): CatalogReads {
+export function createCatalogReads(db: Db, config: CatalogCacheConfig, log: Logger, watch?: (client: RedisClient, name: string) => void): CatalogReads {
   const queries = createCatalogQueries(db);
   const redis = createCacheConnection(config.redisUrl, { connectionName: "ingest-api-cache" });
   const sub = createCacheConnection(config.redisUrl, { connectionName: "ingest-api-cache-sub", autoResubscribe: false });

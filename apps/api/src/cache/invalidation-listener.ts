@@ -1,5 +1,6 @@
 // Listens on the catalog's pub/sub channel and evicts what workers report changed.
-import type { CacheRedis, InvalidationMessage } from "@ingest/catalog";
+import type { InvalidationMessage } from "@ingest/catalog";
+import type { RedisClient } from "@ingest/redis";
 
 type Handlers = {
   onMessage: (msg: InvalidationMessage) => void;
@@ -14,7 +15,7 @@ type Handlers = {
  * whose "ready" comes before its resubscription is confirmed: only once SUBSCRIBE has
  * answered is the channel live, and anything cached while it was not is dropped.
  */
-export function listenForInvalidations(sub: CacheRedis, channel: string, h: Handlers): void {
+export function listenForInvalidations(sub: RedisClient, channel: string, h: Handlers): void {
   let live = false;
   const setLive = (next: boolean) => {
     if (live === next && !next) return;

@@ -1,6 +1,7 @@
 // The shared Redis cache of catalog answers, with its refresh locks and a circuit breaker.
 import { randomBytes } from "node:crypto";
-import { catalogKeys, newVersion, VERSION_TTL_S, type CacheRedis, type Resource } from "@ingest/catalog";
+import { catalogKeys, newVersion, VERSION_TTL_S, type Resource } from "@ingest/catalog";
+import type { RedisClient } from "@ingest/redis";
 import { Cluster } from "ioredis";
 import CircuitBreaker from "opossum";
 import { decodeEntry, encodeEntry, type Entry } from "./entry.js";
@@ -36,7 +37,7 @@ const BREAKER = {
 };
 
 export function createRedisStore(
-  redis: CacheRedis,
+  redis: RedisClient,
   opts: { prefix: string; keepMs: number; lockMs: number; onBreaker?: (state: BreakerState) => void },
 ): RedisStore {
   const keys = catalogKeys(opts.prefix);
@@ -49,7 +50,7 @@ export function createRedisStore(
   breaker.on("close", () => opts.onBreaker?.("close"));
   const guarded = <T>(op: () => Promise<T>) => breaker.fire(op) as Promise<T>;
 
-  const replies = async (p: ReturnType<CacheRedis["pipeline"]>) => {
+  const replies = async (p: ReturnType<RedisClient["pipeline"]>) => {
     const out = await p.exec();
     if (!out) throw new Error("cache Redis pipeline aborted");
     return out.map(([err, value]) => {

@@ -1,6 +1,7 @@
 // Bounded queues protect Redis memory: writes get 503 while too much is waiting, or while
 // the queue Redis is close to its maxmemory.
-import type { Queues, RedisClient } from "@ingest/jobs";
+import type { Queues } from "@ingest/jobs";
+import type { RedisClient } from "@ingest/redis";
 import type { RequestHandler } from "express";
 import { AppError } from "../errors.js";
 

@@ -1,5 +1,5 @@
 // Writes per minute per client, counted in Redis across API processes.
-import type { RedisClient } from "@ingest/jobs";
+import type { RedisClient } from "@ingest/redis";
 import type { RequestHandler } from "express";
 import { RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import { AppError } from "../errors.js";

@@ -1,5 +1,5 @@
 // Imports a folder of catalog CSV files, each file in its own transaction, children waiting for their parents' files.
-import type { CacheTarget } from "@ingest/catalog";
+import type { RedisTarget } from "@ingest/redis";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
@@ -32,7 +32,7 @@ type ImportOptions = {
   examples?: number;
   progress?: ImportProgress;
   /** Cache Redis to invalidate at the end; false skips it (tests, no cache). */
-  cache: { url: CacheTarget; prefix: string } | false;
+  cache: { url: string | RedisTarget; prefix: string } | false;
   /** Skip the row-by-row foreign-key triggers (see merge-file.ts); default: when the role is superuser. */
   trustParents?: boolean;
 };

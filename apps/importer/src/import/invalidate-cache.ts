@@ -1,5 +1,6 @@
 // Drops every cached catalog read after an import; a cache Redis that is down does not fail it.
-import { createCacheConnection, createCatalogInvalidator, type CacheRedis, type CacheTarget } from "@ingest/catalog";
+import { createCatalogInvalidator } from "@ingest/catalog";
+import { createCacheConnection, type RedisClient, type RedisTarget } from "@ingest/redis";
 
 export type CacheOutcome = { status: "invalidated" | "failed" | "off"; detail?: string };
 
@@ -7,7 +8,7 @@ const READY_TIMEOUT_MS = 3_000;
 const COMMAND_TIMEOUT_MS = 5_000;
 
 /** Ready, or the first connection error (a refused connection needs no retry here), or a timeout. */
-function ready(redis: CacheRedis): Promise<void> {
+function ready(redis: RedisClient): Promise<void> {
   if (redis.status === "ready") return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => done(new Error(`cache Redis not ready after ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
@@ -29,7 +30,7 @@ function ready(redis: CacheRedis): Promise<void> {
  * Makes every cached catalog read a miss after an import. A cache Redis that is down
  * does not fail the import: the outcome says so and the caller warns.
  */
-export async function invalidateCatalogCache(url: CacheTarget, prefix: string): Promise<CacheOutcome> {
+export async function invalidateCatalogCache(url: string | RedisTarget, prefix: string): Promise<CacheOutcome> {
   const redis = createCacheConnection(url, { connectionName: "ingest-import", commandTimeoutMs: COMMAND_TIMEOUT_MS });
   redis.on("error", () => {});
   try {

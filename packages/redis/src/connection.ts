@@ -1,6 +1,6 @@
-// Redis connections for queues: the API's fails fast, the worker's waits for Redis.
+// Redis connections: the API's fails fast, the worker's waits for Redis, the cache's never makes a caller wait.
 import { redisAuthOf, type HostPort } from "@ingest/config";
-import { Cluster, Redis, type RedisOptions } from "ioredis";
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from "ioredis";
 
 type Warn = (obj: object, msg: string) => void;
 
@@ -11,7 +11,7 @@ export type RedisClient = Redis | Cluster;
  * A Redis server by URL or, with clusterNodes, a Redis Cluster found from those seed
  * nodes; the URL then only gives the credentials and TLS (rediss:) of every node.
  */
-type RedisTarget = { url: string; clusterNodes?: readonly HostPort[] | undefined };
+export type RedisTarget = { url: string; clusterNodes?: readonly HostPort[] | undefined };
 
 /** The cluster's seed nodes, or undefined for a single server. */
 function clusterNodesOf(target: string | RedisTarget): readonly HostPort[] | undefined {
@@ -25,6 +25,30 @@ const urlOf = (target: string | RedisTarget) => (typeof target === "string" ? ta
 // peer is gone (slowly: the watchdog, watchdog.ts, is what notices within seconds).
 const KEEP_ALIVE_MS = 30_000;
 
+/** How one kind of connection behaves, on a single server and on a cluster alike. */
+type ConnectionKind = {
+  /** Options of the client a caller holds: the server connection, or the Cluster over the nodes. */
+  client: Pick<RedisOptions, "enableOfflineQueue" | "enableAutoPipelining">;
+  /** Options of every server connection: retries per command, timeouts. */
+  node: RedisOptions;
+  retry: (attempt: number) => number;
+  cluster?: Pick<ClusterOptions, "slotsRefreshTimeout">;
+};
+
+/** A server or a cluster, as the target says, configured alike: `extra` goes to every server connection. */
+function connect(target: string | RedisTarget, { client, node, retry, cluster }: ConnectionKind, extra: RedisOptions): RedisClient {
+  const nodes = clusterNodesOf(target);
+  if (nodes) {
+    return new Cluster([...nodes], {
+      ...client,
+      ...cluster,
+      clusterRetryStrategy: retry,
+      redisOptions: { ...redisAuthOf(urlOf(target)), ...node, keepAlive: KEEP_ALIVE_MS, ...extra },
+    });
+  }
+  return new Redis(urlOf(target), { ...client, ...node, keepAlive: KEEP_ALIVE_MS, retryStrategy: retry, ...extra });
+}
+
 /**
  * The API's connection: commands fail at once while Redis is away (no offline queue,
  * one try, short timeouts) so a write answers 503 in milliseconds instead of hanging;
@@ -33,31 +57,20 @@ const KEEP_ALIVE_MS = 30_000;
 export function createProducerConnection(url: string, extra?: RedisOptions): Redis;
 export function createProducerConnection(target: string | RedisTarget, extra?: RedisOptions): RedisClient;
 export function createProducerConnection(target: string | RedisTarget, extra: RedisOptions = {}): RedisClient {
-  const nodes = clusterNodesOf(target);
-  if (nodes) {
-    // Node connections always queue while they connect (ioredis forces it); the
-    // cluster-level offline queue is what makes a write fail at once instead of waiting.
-    return new Cluster([...nodes], {
-      enableOfflineQueue: false,
-      enableAutoPipelining: true,
-      clusterRetryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
-      slotsRefreshTimeout: 2_000,
-      redisOptions: { ...redisAuthOf(urlOf(target)), maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 3_000, keepAlive: KEEP_ALIVE_MS, ...extra },
-    });
-  }
-  return new Redis(urlOf(target), {
-    // Commands issued in the same event-loop turn (the adds of concurrent requests)
-    // leave in one write and share a round trip; each keeps its own reply and error.
-    enableAutoPipelining: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    connectTimeout: 2_000,
-    commandTimeout: 3_000,
-    keepAlive: KEEP_ALIVE_MS,
-    retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
-    lazyConnect: false,
-    ...extra,
-  });
+  return connect(
+    target,
+    {
+      // Commands issued in the same event-loop turn (the adds of concurrent requests)
+      // leave in one write and share a round trip; each keeps its own reply and error.
+      // On a cluster, node connections always queue while they connect (ioredis forces
+      // it); the cluster-level offline queue is what makes a write fail at once instead of waiting.
+      client: { enableAutoPipelining: true, enableOfflineQueue: false },
+      node: { maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 3_000 },
+      retry: (attempt) => Math.min(attempt * 100, 1_000),
+      cluster: { slotsRefreshTimeout: 2_000 },
+    },
+    extra,
+  );
 }
 
 /**
@@ -70,20 +83,33 @@ export function createProducerConnection(target: string | RedisTarget, extra: Re
 export function createWorkerConnection(url: string, extra?: RedisOptions): Redis;
 export function createWorkerConnection(target: string | RedisTarget, extra?: RedisOptions): RedisClient;
 export function createWorkerConnection(target: string | RedisTarget, extra: RedisOptions = {}): RedisClient {
-  const nodes = clusterNodesOf(target);
-  if (nodes) {
-    return new Cluster([...nodes], {
-      clusterRetryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
-      redisOptions: { ...redisAuthOf(urlOf(target)), maxRetriesPerRequest: null, connectTimeout: 5_000, keepAlive: KEEP_ALIVE_MS, ...extra },
-    });
-  }
-  return new Redis(urlOf(target), {
-    maxRetriesPerRequest: null,
-    connectTimeout: 5_000,
-    keepAlive: KEEP_ALIVE_MS,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
-    ...extra,
-  });
+  return connect(
+    target,
+    { client: {}, node: { maxRetriesPerRequest: null, connectTimeout: 5_000 }, retry: (attempt) => Math.min(attempt * 200, 2_000) },
+    extra,
+  );
+}
+
+type CacheOptions = RedisOptions & { connectionName: string; commandTimeoutMs?: number };
+
+/**
+ * A cache connection never makes a caller wait for Redis: no offline queue, no
+ * retries of a command, short timeouts. A dead or slow cache costs a few
+ * milliseconds, then the caller does without it. Reconnection goes on in the background.
+ */
+export function createCacheConnection(url: string, opts: CacheOptions): Redis;
+export function createCacheConnection(target: string | RedisTarget, opts: CacheOptions): RedisClient;
+export function createCacheConnection(target: string | RedisTarget, { commandTimeoutMs = 250, ...opts }: CacheOptions): RedisClient {
+  return connect(
+    target,
+    {
+      client: { enableOfflineQueue: false },
+      node: { maxRetriesPerRequest: 0, connectTimeout: 1_000, commandTimeout: commandTimeoutMs },
+      retry: (attempt) => Math.min(attempt * 100, 1_000),
+      cluster: { slotsRefreshTimeout: 1_000 },
+    },
+    opts,
+  );
 }
 
 /** Resolves once the connection is ready, or rejects after the timeout. */
