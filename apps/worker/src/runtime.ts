@@ -12,7 +12,7 @@ import {
   usePayloadVersion,
   type QueueName,
 } from "@ingest/jobs";
-import { createCacheConnection, createRedisWatchdog, createWorkerConnection, warnUnlessNoEviction } from "@ingest/redis";
+import { createCacheConnection, createRedisWatchdog, createWorkerConnection, warnUnlessNoEviction, type RedisClient } from "@ingest/redis";
 import { flushTracing } from "@ingest/telemetry";
 import { Worker, type Queue } from "bullmq";
 import type { Server } from "node:http";
@@ -114,7 +114,7 @@ export function createWorkerRuntime(env: Env, { log }: { log: Logger }): WorkerR
       oldestStartAt: () => running.values().next().value?.at,
       maxJobMs: lane.maxJobMs,
       idle: () => !worker.isRunning() || worker.isPaused() || closing !== undefined,
-      waiting: () => withTimeout(waitingJobs(queues[queue]), STALL_PROBE_TIMEOUT_MS, "waiting count"),
+      waiting: () => withTimeout(waitingJobs(queues[queue], connection, Math.min(OVERDUE_MS, env.WORKER_STALL_AFTER_MS)), STALL_PROBE_TIMEOUT_MS, "waiting count"),
     });
     worker.on("error", throttled((err: Error) => log.error({ err, queue }, "worker error")));
     if (lane.logFinalFailure) {
@@ -199,10 +199,21 @@ export function createWorkerRuntime(env: Env, { log }: { log: Logger }): WorkerR
 // A waiting count not known within this is no verdict (Redis is slow or away: the watchdog's part).
 const STALL_PROBE_TIMEOUT_MS = 5_000;
 
-/** Jobs ready to be taken from the queue; none while it is paused. */
-async function waitingJobs(queue: Queue): Promise<number> {
+// A delayed job this far past its time should have been promoted by a polling worker.
+const OVERDUE_MS = 10_000;
+
+/**
+ * Jobs ready to be taken from the queue, counting delayed ones well past their time (a
+ * parked write): any worker that polls promotes those. None while the queue is paused.
+ */
+async function waitingJobs(queue: Queue, client: RedisClient, overdueMs: number): Promise<number> {
   if (await queue.isPaused()) return 0;
-  return queue.getJobCountByTypes("wait", "prioritized");
+  const [ready, overdue] = await Promise.all([
+    queue.getJobCountByTypes("wait", "prioritized"),
+    // BullMQ scores a delayed job by its due time × 0x1000 (getDelayedScore.lua).
+    client.zcount(queue.toKey("delayed"), 0, (Date.now() - overdueMs) * 0x1000),
+  ]);
+  return ready + overdue;
 }
 
 const emailRetryOf = (env: Env) => ({ attempts: env.EMAIL_ATTEMPTS, delayMs: env.EMAIL_RETRY_DELAY_MS });

@@ -93,7 +93,10 @@ describe("the worker runtime, in process", () => {
     expect(metrics).toMatch(/ingest_job_duration_seconds_count\{queue="emails",job_name="email.welcome-batch",outcome="completed"\} 1/);
   });
 
-  it("a lane whose fetch loop is wedged while a job waits turns /healthz to 503 naming it, and back once it takes jobs", async () => {
+  it.each([
+    ["waits", {}],
+    ["is delayed past its time (a parked write)", { delay: 50 }],
+  ])("a lane whose fetch loop is wedged while a job %s turns /healthz to 503 naming it, and back once it takes jobs", async (_, delayed) => {
     // BullMQ's fetch of the bulk lane hangs (as after a lost Redis reply) until released.
     const bulk = worker.workers.find((w) => w.name === "bulk")! as unknown as { backend: { moveToActive: (...args: unknown[]) => Promise<unknown> } };
     const fetch = bulk.backend.moveToActive.bind(bulk.backend);
@@ -104,7 +107,7 @@ describe("the worker runtime, in process", () => {
       return fetch(...args);
     };
     try {
-      const waiting = await queues.bulk.add("no.such-job", {}, { attempts: 1 });
+      const waiting = await queues.bulk.add("no.such-job", {}, { attempts: 1, ...delayed });
       const stalled = await waitFor(() => (worker.health().status === 503 ? worker.health() : undefined), 10_000, "the stall found");
       expect(JSON.parse(stalled.body)).toMatchObject({
         type: "/problems/lane-stalled",
