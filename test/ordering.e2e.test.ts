@@ -1,5 +1,5 @@
 import { DEFAULT_JOB_OPTIONS } from "@ingest/jobs";
-import { Queue } from "bullmq";
+import { Queue, Worker } from "bullmq";
 import pg from "pg";
 import { sql } from "drizzle-orm";
 import { randomUUID } from "node:crypto";
@@ -87,12 +87,16 @@ describe("waiting for an earlier edit", () => {
     const id = 720_001;
     const products = new Queue("products", { connection: { url: redisUrl }, prefix });
     try {
-      // The earlier edit sits in the delayed set until promoted: alive, not applied.
+      // The earlier edit is taken by a fetcher of the test's own that does nothing with
+      // it: running somewhere, not applied, until the test puts it back.
+      const holder = new Worker("products", null, { connection: { url: redisUrl }, prefix, lockDuration: 60_000 });
       const first = await products.add(
         "product.replace",
         { payload: { productId: id, product: { name: "first", category: "c", default_price: "1.00" } }, seq: 1, prevSeq: null },
-        { ...DEFAULT_JOB_OPTIONS, jobId: `prd-${randomUUID()}`, delay: 60_000 },
+        { ...DEFAULT_JOB_OPTIONS, jobId: `prd-${randomUUID()}` },
       );
+      const held = (await holder.getNextJob("held"))!;
+      expect(held.id).toBe(first.id);
       const second = await products.add(
         "product.patch",
         { payload: { productId: id, changes: { name: "second" } }, seq: 2, prevSeq: 1, prevJobId: first.id },
@@ -117,7 +121,8 @@ describe("waiting for an earlier edit", () => {
       expect((await products.getJob(second.id!))!.attemptsMade).toBe(0);
       expect(await nameOf(id)).toBeUndefined();
 
-      await first.promote();
+      await held.moveToWait("held");
+      await holder.close();
       expect(await waitForJob(api.url, second.id!, 10_000)).toMatchObject({ state: "completed", attempts: 1 });
       const ledger = await db.execute(sql`select job_id, attempts from job_ledger where job_id in (${first.id}, ${second.id}) order by accepted_at, job_id`);
       expect(ledger.rows.map((r) => r.attempts)).toEqual([1, 1]);

@@ -4,6 +4,7 @@
 // older than the one applied is skipped, so an older edit never overwrites a newer one.
 import { productVersions } from "@ingest/db";
 import { carrierJobId, orderKeyOf, queueOfJobId, writesOf, type Queues } from "@ingest/jobs";
+import type { Job } from "bullmq";
 import { inArray, sql } from "drizzle-orm";
 import { PredecessorPendingError } from "./errors.js";
 import type { Tx } from "./handlers/index.js";
@@ -78,24 +79,46 @@ const FINISHED = new Set(["completed", "failed", "unknown"]);
 
 export type PredecessorDeps = { queues: Queues; orderWaitMaxMs: number };
 
+/** Where an edit's predecessor is: applying somewhere now, queued in Redis, or gone for good. */
+export type Predecessor = "active" | "queued" | "gone";
+
 /**
- * Whether an edit's predecessor may still apply: the job that carries it (a carrier, a
- * bulk batch, or its own job) is queued or running, or a write of a finished carrier was
- * spilled to a job of its own that is; or it is not in Redis yet but was accepted only a
- * moment ago. Past orderWaitMaxMs nothing is waited for.
+ * Where an edit's predecessor is: the job that carries it (a carrier, a bulk batch, or
+ * its own job) is running or queued, or a write of a finished carrier was spilled to a
+ * job of its own that is; or it is not in Redis yet but was accepted only a moment ago
+ * (queued). Past orderWaitMaxMs nothing is waited for. A predecessor queued in Redis
+ * (parked, or behind later jobs) is brought to the head of its queue: every later edit
+ * of its product waits for it, and would otherwise fill the workers' slots waiting while
+ * it queues behind them.
  */
-export async function predecessorAlive(deps: PredecessorDeps, acceptedAt: number, prevJobId: string | undefined): Promise<boolean> {
-  if (Date.now() - acceptedAt > deps.orderWaitMaxMs || !prevJobId) return false;
+export async function predecessorState(deps: PredecessorDeps, acceptedAt: number, prevJobId: string | undefined): Promise<Predecessor> {
+  if (Date.now() - acceptedAt > deps.orderWaitMaxMs || !prevJobId) return "gone";
   const carrierId = carrierJobId(prevJobId);
   const queue = queueOfJobId(carrierId);
-  if (!queue) return false;
+  if (!queue) return "gone";
   const carrier = await deps.queues[queue].getJob(carrierId);
-  if (!carrier) return Date.now() - acceptedAt < PREDECESSOR_GRACE_MS;
-  if (!FINISHED.has(await carrier.getState())) return true;
-  if (carrierId === prevJobId || !writesOf(carrier)) return false;
+  if (!carrier) return Date.now() - acceptedAt < PREDECESSOR_GRACE_MS ? "queued" : "gone";
+  const state = await carrier.getState();
+  if (!FINISHED.has(state)) return placed(carrier, state);
+  if (carrierId === prevJobId || !writesOf(carrier)) return "gone";
   // The carrier finished: its writes that failed for good were spilled before that.
   const spilled = await deps.queues[queue].getJob(prevJobId);
-  return spilled !== undefined && !FINISHED.has(await spilled.getState());
+  if (!spilled) return "gone";
+  const spilledState = await spilled.getState();
+  return FINISHED.has(spilledState) ? "gone" : placed(spilled, spilledState);
+}
+
+async function placed(job: Job, state: string): Promise<Predecessor> {
+  if (state === "active") return "active";
+  if (state === "delayed" || state === "waiting") {
+    try {
+      if (state === "delayed") await job.promote();
+      await job.changePriority({ lifo: true });
+    } catch {
+      // It moved on meanwhile (taken, or promoted by another): nothing to bring forward.
+    }
+  }
+  return "queued";
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Db } from "@ingest/db";
 import { applyWrite } from "./apply-write.js";
 import { applyWrites } from "./apply-writes.js";
 import { PredecessorPendingError } from "./errors.js";
-import { predecessorAlive, type PredecessorDeps, type TurnSignal } from "./ordering.js";
+import { predecessorState, type PredecessorDeps, type TurnSignal } from "./ordering.js";
 import type { Outcome, WriteEnvelope } from "./write.js";
 
 export type RunDeps = PredecessorDeps & {
@@ -81,16 +81,18 @@ async function runChunk(deps: RunDeps, chunk: Indexed[], onOutcome: OnOutcome, d
     if (failure !== undefined) throw failure;
     if (!waiting.length) return [];
 
-    const alive = await Promise.all(waiting.map((t) => predecessorAlive(deps, t.write.timestamp, t.write.prevJobId)));
+    const where = await Promise.all(waiting.map((t) => predecessorState(deps, t.write.timestamp, t.write.prevJobId)));
     // Their predecessors are gone for good: in sequence order, without them.
-    const gone = waiting.filter((_, k) => !alive[k]).sort((a, b) => (a.write.seq ?? 0) - (b.write.seq ?? 0));
+    const gone = waiting.filter((_, k) => where[k] === "gone").sort((a, b) => (a.write.seq ?? 0) - (b.write.seq ?? 0));
     for (const t of gone) await onOutcome(t.index, t.write, await applyWrite(deps.db, t.write, { ignorePredecessor: true }));
     if (gone.length) deps.turns.committed();
-    todo = waiting.filter((_, k) => alive[k]);
+    todo = waiting.filter((_, k) => where[k] !== "gone");
     if (todo.length) {
       deps.onOrderWait?.();
       const left = deadline - performance.now();
-      if (left <= 0) return todo.map((t) => t.write);
+      // Waiting here helps only while a predecessor is being applied; one queued in Redis
+      // (brought to the head of its queue) needs this slot more than its successors do.
+      if (left <= 0 || where.every((w) => w !== "active")) return todo.map((t) => t.write);
       await deps.turns.wait(Math.min(pause, left));
     }
   }

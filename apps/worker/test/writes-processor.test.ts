@@ -140,20 +140,63 @@ describe("a carrier job", () => {
 });
 
 describe("order across carriers", () => {
-  it("an edit whose predecessor is in a carrier not yet applied waits for it, then applies after it", async () => {
-    const turns = createTurnSignal();
-    const process = createWritesProcessor("products", depsFor({ turns }));
-    await seedProduct(4_200);
-    const first = await carrier("products", [patch(4_200, "first", 1, null)]);
-    const second = await carrier("products", [patch(4_200, "second", 2, 1, first.writes[0]!.id)]);
-    let done = false;
-    const later = process(second.job).then((r) => ((done = true), r));
-    await new Promise((r) => setTimeout(r, 100));
-    expect(done).toBe(false);
-    expect(await nameOf(4_200)).toBe("seed");
-    await process(first.job);
-    expect(await later).toEqual({ results: [{ state: "completed", result: { productId: 4_200 } }] });
-    expect(await nameOf(4_200)).toBe("second");
+  it("an edit whose predecessor is being applied waits for it, then applies after it", async () => {
+    const own = createQueues(connection, `${prefix.slice(0, -1)}-turn}`, () => {});
+    const fetcher = new Worker("products", null, { connection, prefix: `${prefix.slice(0, -1)}-turn}` });
+    try {
+      const process = createWritesProcessor("products", depsFor({ queues: own, turns: createTurnSignal(), waitBudgetMs: 10_000 }));
+      await seedProduct(4_200);
+      const [firstId, secondId] = [`prd-${randomUUID()}`, `prd-${randomUUID()}`];
+      const first = { ...patch(4_200, "first", 1, null), id: writeIdOf(firstId, 0) } as Write;
+      const second = { ...patch(4_200, "second", 2, 1, first.id), id: writeIdOf(secondId, 0) } as Write;
+      await own.products.add(WRITES_JOB, { writes: [first] }, { jobId: firstId });
+      await own.products.add(WRITES_JOB, { writes: [second] }, { jobId: secondId });
+      // Both taken: the first is active (being applied) while the second runs.
+      const takenFirst = (await fetcher.getNextJob("token-1"))!;
+      const takenSecond = (await fetcher.getNextJob("token-2"))!;
+      expect([takenFirst.id, takenSecond.id]).toEqual([firstId, secondId]);
+      let done = false;
+      const later = process(takenSecond, "token-2").then((r) => ((done = true), r));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(done).toBe(false);
+      expect(await nameOf(4_200)).toBe("seed");
+      await process(takenFirst, "token-1");
+      expect(await later).toEqual({ results: [{ state: "completed", result: { productId: 4_200 } }] });
+      expect(await nameOf(4_200)).toBe("second");
+    } finally {
+      await fetcher.close();
+      await closeQueues(own);
+    }
+  });
+
+  it("an edit whose predecessor queues behind later jobs steps aside at once, and the predecessor goes to the head of its queue", async () => {
+    const own = createQueues(connection, `${prefix.slice(0, -1)}-ahead}`, () => {});
+    const fetcher = new Worker("products", null, { connection, prefix: `${prefix.slice(0, -1)}-ahead}` });
+    try {
+      // However long it may wait, it does not hold its slot for a predecessor that is not running.
+      const process = createWritesProcessor("products", depsFor({ queues: own, waitBudgetMs: 60_000 }));
+      await seedProduct(4_220);
+      const [firstId, secondId, otherId] = [`prd-${randomUUID()}`, `prd-${randomUUID()}`, `prd-${randomUUID()}`];
+      const first = { ...patch(4_220, "first", 1, null), id: writeIdOf(firstId, 0) } as Write;
+      const second = { ...patch(4_220, "second", 2, 1, first.id), id: writeIdOf(secondId, 0) } as Write;
+      // The predecessor parked (delayed); the edit after it, and another job, waiting.
+      await own.products.add(WRITES_JOB, { writes: [first] }, { jobId: firstId, delay: 60_000 });
+      await own.products.add(WRITES_JOB, { writes: [second] }, { jobId: secondId });
+      await own.products.add(WRITES_JOB, { writes: [{ ...createOf(4_220), id: writeIdOf(otherId, 0) } as Write] }, { jobId: otherId });
+
+      const taken = (await fetcher.getNextJob("token-1"))!;
+      expect(taken.id).toBe(secondId);
+      await expect(process(taken, "token-1")).rejects.toMatchObject({ name: "DelayedError" });
+      expect(await own.products.getJobState(secondId)).toBe("delayed");
+      // Next out of the queue: the predecessor, ahead of the job that waited before it.
+      const next = (await fetcher.getNextJob("token-2"))!;
+      expect(next.id).toBe(firstId);
+      expect(await process(next, "token-2")).toEqual({ results: [{ state: "completed", result: { productId: 4_220 } }] });
+      expect(await nameOf(4_220)).toBe("first");
+    } finally {
+      await fetcher.close();
+      await closeQueues(own);
+    }
   });
 
   it("a carrier that finds PostgreSQL unreachable steps aside into the delayed set, spending no attempt, however often", async () => {
@@ -183,7 +226,7 @@ describe("order across carriers", () => {
     }
   });
 
-  it("a job whose edit still waits after the wait budget steps aside into the delayed set, spending no attempt, and applies when back", async () => {
+  it("a job whose edit waits for an earlier one steps aside into the delayed set, spending no attempt, and applies when back", async () => {
     // Queues of its own, so a worker's fetch takes exactly this test's job.
     const own = createQueues(connection, `${prefix.slice(0, -1)}-park}`, () => {});
     const fetcher = new Worker("products", null, { connection, prefix: `${prefix.slice(0, -1)}-park}` });
@@ -192,7 +235,7 @@ describe("order across carriers", () => {
       await seedProduct(4_250);
       const firstId = `prd-${randomUUID()}`;
       const first = { ...patch(4_250, "first", 1, null), id: writeIdOf(firstId, 0) } as Write;
-      // The earlier edit is queued for later: alive, not applied.
+      // The earlier edit is parked for later: alive, not applied.
       await own.products.add(WRITES_JOB, { writes: [first] }, { jobId: firstId, delay: 60_000 });
       const secondId = `prd-${randomUUID()}`;
       const writes = [patch(4_250, "second", 2, 1, first.id), createOf(4_250)].map((d, n) => ({ ...d, id: writeIdOf(secondId, n) }) as Write);
@@ -206,11 +249,14 @@ describe("order across carriers", () => {
       // What it could apply it did: the create beside the waiting edit.
       expect(await ledgerOf([writes[1]!.id])).toEqual([{ job_id: writes[1]!.id, status: "completed" }]);
 
-      await process((await own.products.getJob(firstId))!);
+      // The predecessor was brought forward from the delayed set: it is next.
+      const predecessor = (await fetcher.getNextJob("token-2"))!;
+      expect(predecessor.id).toBe(firstId);
+      await process(predecessor, "token-2");
       await (await own.products.getJob(secondId))!.promote();
-      const back = (await fetcher.getNextJob("token-2"))!;
+      const back = (await fetcher.getNextJob("token-3"))!;
       expect([back.id, back.attemptsMade, back.attemptsStarted]).toEqual([secondId, 0, 2]);
-      expect(await process(back, "token-2")).toEqual({
+      expect(await process(back, "token-3")).toEqual({
         results: [
           { state: "completed", result: { productId: 4_250 } },
           { state: "completed", result: { productId: expect.any(Number) } },
