@@ -31,7 +31,13 @@ let fillers = 0;
 async function fillTo(share: number) {
   const target = 48 * 1024 * 1024 * share;
   for (let room = target - (await used()); room > 0; room = target - (await used())) {
-    await admin.set(`filler:${fillers++}`, Buffer.alloc(Math.min(room, 256 * 1024), 120));
+    try {
+      await admin.set(`filler:${fillers++}`, Buffer.alloc(Math.min(room, 256 * 1024), 120));
+    } catch (err) {
+      // The apps' own writes took the last of the room meanwhile: full is what was wanted.
+      if (/^OOM/.test((err as Error).message)) return;
+      throw err;
+    }
   }
 }
 const unfill = async () => {
@@ -111,6 +117,8 @@ describe("the queue Redis full", () => {
       const doubled = await db.execute(sql`select email from registrations where email like 'full-%' group by email having count(*) > 1`);
       expect(doubled.rows).toEqual([]);
     } finally {
+      // A failure above must not leave the next test a full Redis.
+      await unfill().catch(() => {});
       await Promise.all([guarded.close(), bare.close()]);
     }
   });
