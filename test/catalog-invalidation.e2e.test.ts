@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { createCatalogInvalidator, type CatalogInvalidator } from "@ingest/catalog";
 import { createCacheConnection } from "@ingest/redis";
 import { sql } from "drizzle-orm";
@@ -99,6 +100,27 @@ describe("read after a completed write", () => {
     await write("DELETE", "/products/3");
     for (const path of ["/products/3", "/products/3/styles", "/products/3/related"]) {
       expect((await get(a, path)).status, path).toBe(404);
+    }
+  });
+
+  it("a write the ledger reports completed while its job still runs: that answer comes after its invalidation", async () => {
+    await write("PUT", "/products/310", product);
+    await warm(a, "/products/310");
+    // The worker has committed the edit (its ledger row) and not yet invalidated the
+    // cache nor completed the job: the moment a client polling GET /jobs can see.
+    const jobId = `prd-${randomUUID()}`;
+    const queue = a.runtime.deps.queues.products;
+    await queue.add("writes", { writes: [] }, { jobId, delay: 600_000 });
+    try {
+      await scratch.db.execute(sql`update products set name = 'Committed' where id = 310`);
+      await scratch.db.execute(
+        sql`insert into job_ledger (job_id, queue, name, status, result, accepted_at) values (${jobId}, 'products', 'product.patch', 'completed', ${JSON.stringify({ productId: 310 })}::jsonb, now())`,
+      );
+      expect((await request(a.url, "GET", `/jobs/${jobId}`)).body.state).toBe("completed");
+      expect((await get(a, "/products/310")).body.name).toBe("Committed");
+      expect((await get(b, "/products/310")).body.name).toBe("Committed");
+    } finally {
+      await (await queue.getJob(jobId))?.remove();
     }
   });
 

@@ -1,7 +1,7 @@
 // Connects what the API needs (database, queues, caches, producer) and closes it in order.
 import { throttled } from "@ingest/runtime";
 import { createDb } from "@ingest/db";
-import { closeQueues, createQueues, Producer, usePayloadVersion } from "@ingest/jobs";
+import { closeQueues, createQueues, isJobName, JOBS, Producer, usePayloadVersion } from "@ingest/jobs";
 import { createProducerConnection, createRedisWatchdog, waitForReady, warnUnlessNoEviction } from "@ingest/redis";
 import { sql } from "drizzle-orm";
 import cluster from "node:cluster";
@@ -48,7 +48,11 @@ export function createRuntime(env: Env, log: Logger): Runtime {
   const queues = createQueues(redis, env.QUEUE_PREFIX, throttled((err: Error, queue) => log.warn({ err: err.message, queue }, "queue error")));
   const { db, pool, close: closeDb } = createDb(env.DATABASE_URL, { max: env.DB_POOL_SIZE, applicationName: "ingest-api", statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS });
   const redisReady = () => redis.status === "ready";
-  const jobs = createJobStatusReader(queues, db, redisReady);
+  // A write done but its job not yet finished: its cache invalidation may not have run.
+  const jobs = createJobStatusReader(queues, db, redisReady, async ({ name, result }) => {
+    const productId = (result as { productId?: unknown } | null)?.productId;
+    if (isJobName(name) && "invalidates" in JOBS[name] && typeof productId === "number") await catalog.invalidate([productId]);
+  });
   const producer = new Producer({
     redis,
     queues,

@@ -56,7 +56,17 @@ export type JobStatusReader = { get(id: string): Promise<JobStatus | undefined>;
  * finished; the PostgreSQL ledger's once Redis has let it go. A write the ledger has
  * finished is finished, whatever its carrier is still doing with its other writes.
  */
-export function createJobStatusReader(queues: Queues, db: Db, redisReady: () => boolean): JobStatusReader {
+/**
+ * onLedgerCompleted: a write the ledger reports completed while its job has not finished
+ * (the worker commits, then invalidates the cache, then completes the job). It runs
+ * before that answer, so a read after "completed" never finds the old copy.
+ */
+export function createJobStatusReader(
+  queues: Queues,
+  db: Db,
+  redisReady: () => boolean,
+  onLedgerCompleted: (write: { name: string; result: unknown }) => Promise<void> = async () => {},
+): JobStatusReader {
   // State first, then the job: a job is moved to completed/failed in the same script that
   // writes its result, so reading in this order never pairs "completed" with no result.
   const read = async (queue: keyof Queues, id: string): Promise<{ state: JobStatus["state"]; job: Job } | undefined> => {
@@ -146,6 +156,8 @@ export function createJobStatusReader(queues: Queues, db: Db, redisReady: () => 
       if (live) return live;
       throw err;
     }
+    // Done in PostgreSQL while its job still runs: the worker may not have invalidated yet.
+    if (durable?.state === "completed" && live) await onLedgerCompleted({ name: durable.type, result: durable.result });
     if (durable) return durable;
     if (live) return live;
     // Redis could not be asked and PostgreSQL does not know it: we cannot say "unknown".

@@ -1,6 +1,6 @@
 // The catalog reads the API serves: the in-process and Redis caches in front of PostgreSQL, built from the env.
 import { throttled } from "@ingest/runtime";
-import { catalogKeys, createCatalogQueries, type Resource } from "@ingest/catalog";
+import { catalogKeys, createCatalogInvalidator, createCatalogQueries, type Resource } from "@ingest/catalog";
 import { createCacheConnection, type RedisClient, type RedisTarget } from "@ingest/redis";
 import type { Db } from "@ingest/db";
 import CircuitBreaker from "opossum";
@@ -24,6 +24,12 @@ type CatalogCacheConfig = {
 
 export type CatalogReads = {
   read(r: Resource): Promise<Served>;
+  /**
+   * Makes every cached read of these products a miss, here at once and on every API
+   * process (as a worker does after a commit). Never throws: without the cache Redis,
+   * this process's copies go and its reads bypass the cache anyway.
+   */
+  invalidate(productIds: number[]): Promise<void>;
   /** Counters for tests and metrics: how reads were served, and statements sent to PostgreSQL. */
   stats(): Record<string, number>;
   close(): Promise<void>;
@@ -80,9 +86,14 @@ export function createCatalogReads(db: Db, config: CatalogCacheConfig, log: Logg
     onBadMessage: (raw) => log.warn({ raw: raw.slice(0, 200) }, "ignored a malformed cache invalidation"),
   });
 
+  const invalidator = createCatalogInvalidator({ redis, prefix: config.prefix });
   let closing: Promise<void> | undefined;
   return {
     read: (r) => cache.read(r),
+    async invalidate(productIds) {
+      cache.evict({ ids: productIds });
+      await invalidator.products(productIds).catch((err: Error) => warn(err));
+    },
     stats: () => ({ ...cache.stats, dbQueries: queries.count, localEntries: local.size }),
     close: () =>
       (closing ??= (async () => {
