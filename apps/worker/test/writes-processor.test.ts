@@ -1,5 +1,5 @@
 import { createDb } from "@ingest/db";
-import { closeQueues, createQueues, WRITES_JOB, writeIdOf, type Write, type WriteQueueName } from "@ingest/jobs";
+import { closeQueues, createQueues, WRITES_JOB, writeIdOf, type Queues, type Write, type WriteQueueName } from "@ingest/jobs";
 import { createWorkerConnection } from "@ingest/redis";
 import { Worker, type Job } from "bullmq";
 import { sql } from "drizzle-orm";
@@ -63,6 +63,22 @@ const ledgerOf = async (ids: string[]) =>
   (await db.execute<{ job_id: string; status: string }>(sql`select job_id, status from job_ledger where job_id = any(string_to_array(${ids.join(",")}, ',')) order by job_id`)).rows;
 const seedProduct = (id: number) =>
   db.execute(sql`insert into products (id, name, category, default_price) values (${id}, 'seed', 'c', 1) on conflict (id) do nothing`);
+
+/**
+ * Queues of the test's own and a fetcher on one of them, so a fetch takes exactly the
+ * test's jobs (its processors run on the jobs it takes); both closed after `fn`.
+ */
+async function withOwnQueues(name: string, queue: WriteQueueName, fn: (own: Queues, fetcher: Worker) => Promise<void>): Promise<void> {
+  const ownPrefix = `${prefix.slice(0, -1)}-${name}}`;
+  const own = createQueues(connection, ownPrefix, () => {});
+  const fetcher = new Worker(queue, null, { connection, prefix: ownPrefix });
+  try {
+    await fn(own, fetcher);
+  } finally {
+    await fetcher.close();
+    await closeQueues(own);
+  }
+}
 
 describe("a carrier job", () => {
   it("applies each of its writes once and answers each write's own outcome", async () => {
@@ -141,9 +157,7 @@ describe("a carrier job", () => {
 
 describe("order across carriers", () => {
   it("an edit whose predecessor is being applied waits for it, then applies after it", async () => {
-    const own = createQueues(connection, `${prefix.slice(0, -1)}-turn}`, () => {});
-    const fetcher = new Worker("products", null, { connection, prefix: `${prefix.slice(0, -1)}-turn}` });
-    try {
+    await withOwnQueues("turn", "products", async (own, fetcher) => {
       const process = createWritesProcessor("products", depsFor({ queues: own, turns: createTurnSignal(), waitBudgetMs: 10_000 }));
       await seedProduct(4_200);
       const [firstId, secondId] = [`prd-${randomUUID()}`, `prd-${randomUUID()}`];
@@ -163,16 +177,11 @@ describe("order across carriers", () => {
       await process(takenFirst, "token-1");
       expect(await later).toEqual({ results: [{ state: "completed", result: { productId: 4_200 } }] });
       expect(await nameOf(4_200)).toBe("second");
-    } finally {
-      await fetcher.close();
-      await closeQueues(own);
-    }
+    });
   });
 
   it("an edit whose predecessor queues behind later jobs steps aside at once, and the predecessor goes to the head of its queue", async () => {
-    const own = createQueues(connection, `${prefix.slice(0, -1)}-ahead}`, () => {});
-    const fetcher = new Worker("products", null, { connection, prefix: `${prefix.slice(0, -1)}-ahead}` });
-    try {
+    await withOwnQueues("ahead", "products", async (own, fetcher) => {
       // However long it may wait, it does not hold its slot for a predecessor that is not running.
       const process = createWritesProcessor("products", depsFor({ queues: own, waitBudgetMs: 60_000 }));
       await seedProduct(4_220);
@@ -193,44 +202,36 @@ describe("order across carriers", () => {
       expect(next.id).toBe(firstId);
       expect(await process(next, "token-2")).toEqual({ results: [{ state: "completed", result: { productId: 4_220 } }] });
       expect(await nameOf(4_220)).toBe("first");
-    } finally {
-      await fetcher.close();
-      await closeQueues(own);
-    }
+    });
   });
 
   it("a carrier that finds PostgreSQL unreachable steps aside into the delayed set, spending no attempt, however often", async () => {
-    const own = createQueues(connection, `${prefix.slice(0, -1)}-away}`, () => {});
-    const fetcher = new Worker("registrations", null, { connection, prefix: `${prefix.slice(0, -1)}-away}` });
-    const dead = createDb(`postgres://postgres@127.0.0.1:${await freePort()}/nowhere`, { max: 1 });
-    try {
-      const process = createWritesProcessor("registrations", depsFor({ db: dead.db, queues: own }));
-      const id = `reg-${randomUUID()}`;
-      const writes = [registration(`away-${randomUUID().slice(0, 8)}@example.com`)].map((d, n) => ({ ...d, id: writeIdOf(id, n) }) as Write);
-      await own.registrations.add(WRITES_JOB, { writes }, { jobId: id, attempts: 1 });
-      for (let round = 1; round <= 2; round++) {
-        const taken = (await fetcher.getNextJob(`token-${round}`))!;
-        expect(taken.id).toBe(id);
-        await expect(process(taken, `token-${round}`)).rejects.toMatchObject({ name: "DelayedError" });
-        expect(await own.registrations.getJobState(id)).toBe("delayed");
-        await (await own.registrations.getJob(id))!.promote();
+    await withOwnQueues("away", "registrations", async (own, fetcher) => {
+      const dead = createDb(`postgres://postgres@127.0.0.1:${await freePort()}/nowhere`, { max: 1 });
+      try {
+        const process = createWritesProcessor("registrations", depsFor({ db: dead.db, queues: own }));
+        const id = `reg-${randomUUID()}`;
+        const writes = [registration(`away-${randomUUID().slice(0, 8)}@example.com`)].map((d, n) => ({ ...d, id: writeIdOf(id, n) }) as Write);
+        await own.registrations.add(WRITES_JOB, { writes }, { jobId: id, attempts: 1 });
+        for (let round = 1; round <= 2; round++) {
+          const taken = (await fetcher.getNextJob(`token-${round}`))!;
+          expect(taken.id).toBe(id);
+          await expect(process(taken, `token-${round}`)).rejects.toMatchObject({ name: "DelayedError" });
+          expect(await own.registrations.getJobState(id)).toBe("delayed");
+          await (await own.registrations.getJob(id))!.promote();
+        }
+        const job = (await own.registrations.getJob(id))!;
+        // One attempt allowed, none spent: no write spilled as failed.
+        expect([job.attemptsMade, job.attemptsStarted]).toEqual([0, 2]);
+        expect(await own.registrations.getJob(writes[0]!.id)).toBeUndefined();
+      } finally {
+        await dead.close();
       }
-      const job = (await own.registrations.getJob(id))!;
-      // One attempt allowed, none spent: no write spilled as failed.
-      expect([job.attemptsMade, job.attemptsStarted]).toEqual([0, 2]);
-      expect(await own.registrations.getJob(writes[0]!.id)).toBeUndefined();
-    } finally {
-      await fetcher.close();
-      await dead.close();
-      await closeQueues(own);
-    }
+    });
   });
 
   it("a job whose edit waits for an earlier one steps aside into the delayed set, spending no attempt, and applies when back", async () => {
-    // Queues of its own, so a worker's fetch takes exactly this test's job.
-    const own = createQueues(connection, `${prefix.slice(0, -1)}-park}`, () => {});
-    const fetcher = new Worker("products", null, { connection, prefix: `${prefix.slice(0, -1)}-park}` });
-    try {
+    await withOwnQueues("park", "products", async (own, fetcher) => {
       const process = createWritesProcessor("products", depsFor({ queues: own, waitBudgetMs: 50 }));
       await seedProduct(4_250);
       const firstId = `prd-${randomUUID()}`;
@@ -263,10 +264,7 @@ describe("order across carriers", () => {
         ],
       });
       expect(await nameOf(4_250)).toBe("second");
-    } finally {
-      await fetcher.close();
-      await closeQueues(own);
-    }
+    });
   });
 
   it("an edit whose predecessor is gone for good (never stored, accepted long ago) applies without it", async () => {
