@@ -24,8 +24,12 @@ describe("worker metrics and health", () => {
       const bad = await request(base, "PATCH", "/products/123456789", { json: { name: "nobody" }, headers: { "x-request-id": "trace-from-client-42" } });
       await waitForJob(base, ok.body.jobId);
       await waitForJob(base, bad.body.jobId);
-      // The caller's request id travels with the job into the worker's log lines.
-      expect(worker.output()).toMatch(/"requestId":"trace-from-client-42"[^\n]*write failed permanently/);
+      // The caller's request id travels with the job into the worker's log lines. The
+      // status can come from the ledger, committed before the worker logs the failure:
+      // the line is waited for, not expected at once.
+      const failedLine = /"requestId":"trace-from-client-42"[^\n]*write failed permanently/;
+      await waitFor(() => failedLine.test(worker.output()), 10_000, "the worker's failure line");
+      expect(worker.output()).toMatch(failedLine);
       // The API's access line for a refused request carries the request id and the status.
       const refused = await request(base, "POST", "/registrations", { json: { email: "x" }, headers: { "x-request-id": "trace-refused-7" } });
       expect(refused.status).toBe(400);
