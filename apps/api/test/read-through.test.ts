@@ -14,7 +14,9 @@ const prefix = cachePrefixFor(queuePrefix);
 let redis: Redis;
 
 beforeAll(async () => {
-  redis = createCacheConnection(redisUrl, { connectionName: "test-read-through" });
+  // These tests are about races between reads and invalidations, not slow Redis: a
+  // command timeout of production's 250 ms failed one under a loaded test run.
+  redis = createCacheConnection(redisUrl, { connectionName: "test-read-through", commandTimeoutMs: 5_000 });
   await waitFor(() => redis.status === "ready", 5_000, "cache connection");
 });
 afterAll(() => redis.quit());
