@@ -2,7 +2,7 @@
 // number and id of the edit accepted just before it. An edit applies only after that
 // one (checked under the product's advisory lock against product_versions); an edit
 // older than the one applied is skipped, so an older edit never overwrites a newer one.
-import { productVersions } from "@ingest/db";
+import { productVersions, type Db } from "@ingest/db";
 import { carrierJobId, orderKeyOf, queueOfJobId, writesOf, type Queues } from "@ingest/jobs";
 import type { Job } from "bullmq";
 import { inArray, sql } from "drizzle-orm";
@@ -26,7 +26,7 @@ export async function lockProducts(tx: Tx, productIds: number[]): Promise<void> 
 }
 
 /** Each product's last applied sequence number, for those that have one. */
-export async function appliedSeqs(tx: Tx, productIds: number[]): Promise<Map<number, number>> {
+export async function appliedSeqs(tx: Tx | Db, productIds: number[]): Promise<Map<number, number>> {
   const rows = await tx
     .select({ productId: productVersions.productId, seq: productVersions.seq })
     .from(productVersions)
@@ -110,15 +110,19 @@ export async function predecessorState(deps: PredecessorDeps, acceptedAt: number
 
 async function placed(job: Job, state: string): Promise<Predecessor> {
   if (state === "active") return "active";
-  if (state === "delayed" || state === "waiting") {
-    try {
-      if (state === "delayed") await job.promote();
-      await job.changePriority({ lifo: true });
-    } catch {
-      // It moved on meanwhile (taken, or promoted by another): nothing to bring forward.
-    }
-  }
+  await bringForward(job, state);
   return "queued";
+}
+
+/** A job delayed or waiting goes to the head of its queue (promoted if delayed); any other is left where it is. */
+export async function bringForward(job: Job, state: string): Promise<void> {
+  if (state !== "delayed" && state !== "waiting") return;
+  try {
+    if (state === "delayed") await job.promote();
+    await job.changePriority({ lifo: true });
+  } catch {
+    // It moved on meanwhile (taken, or promoted by another): nothing to bring forward.
+  }
 }
 
 /**

@@ -6,6 +6,7 @@ import { applyWrite } from "./apply-write.js";
 import { applyWrites } from "./apply-writes.js";
 import { PredecessorPendingError } from "./errors.js";
 import { predecessorState, type PredecessorDeps, type TurnSignal } from "./ordering.js";
+import { wakeSuccessors } from "./successors.js";
 import type { Outcome, WriteEnvelope } from "./write.js";
 
 export type RunDeps = PredecessorDeps & {
@@ -57,6 +58,12 @@ export async function runWrites(
   return waiting;
 }
 
+/** The edits waiting for these writes may go: those waiting here at once, those parked in Redis brought back. */
+async function settledTurns(deps: RunDeps, settled: WriteEnvelope[]): Promise<void> {
+  deps.turns.committed();
+  await wakeSuccessors(deps.queues, settled);
+}
+
 type Indexed = { index: number; write: WriteEnvelope };
 
 async function runChunk(deps: RunDeps, chunk: Indexed[], onOutcome: OnOutcome, deadline: number): Promise<WriteEnvelope[]> {
@@ -68,16 +75,16 @@ async function runChunk(deps: RunDeps, chunk: Indexed[], onOutcome: OnOutcome, d
     deps.onBatch?.(todo.length, report.fellBack);
     const settled = await Promise.all(report.settled);
     const waiting: Indexed[] = [];
-    let committed = false;
+    const done: WriteEnvelope[] = [];
     for (const [k, s] of settled.entries()) {
       const t = todo[k]!;
       if (s.ok) {
-        committed = true;
+        done.push(t.write);
         await onOutcome(t.index, t.write, s.value);
       } else if (s.error instanceof PredecessorPendingError) waiting.push(t);
       else failure ??= s.error;
     }
-    if (committed) deps.turns.committed();
+    if (done.length) await settledTurns(deps, done);
     if (failure !== undefined) throw failure;
     if (!waiting.length) return [];
 
@@ -85,7 +92,7 @@ async function runChunk(deps: RunDeps, chunk: Indexed[], onOutcome: OnOutcome, d
     // Their predecessors are gone for good: in sequence order, without them.
     const gone = waiting.filter((_, k) => where[k] === "gone").sort((a, b) => (a.write.seq ?? 0) - (b.write.seq ?? 0));
     for (const t of gone) await onOutcome(t.index, t.write, await applyWrite(deps.db, t.write, { ignorePredecessor: true }));
-    if (gone.length) deps.turns.committed();
+    if (gone.length) await settledTurns(deps, gone.map((t) => t.write));
     todo = waiting.filter((_, k) => where[k] !== "gone");
     if (todo.length) {
       deps.onOrderWait?.();

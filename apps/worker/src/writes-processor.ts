@@ -11,6 +11,7 @@ import type { CommitInvalidation } from "./catalog-invalidation.js";
 import { observeBatch } from "./metrics.js";
 import { databaseUnavailable } from "./errors.js";
 import { runWrites, type RunDeps } from "./run-writes.js";
+import { awaitPredecessors } from "./successors.js";
 import type { Outcome, WriteEnvelope } from "./write.js";
 
 export type WritesProcessorDeps = Omit<RunDeps, "onBatch" | "onOrderWait"> & BaseDeps & {
@@ -55,10 +56,11 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
     );
 
   /** The job steps aside without spending an attempt, and comes back later (DelayedError). */
-  const park = async (job: Job, token: string | undefined, firstMs: number): Promise<never> => {
+  const park = async (job: Job, token: string | undefined, firstMs: number, parked?: () => Promise<void>): Promise<never> => {
     // Times this job stepped aside since its last failed attempt.
-    const parked = job.attemptsStarted - job.attemptsMade - 1;
-    await job.moveToDelayed(Date.now() + Math.min(firstMs * 2 ** Math.max(0, parked), PARK_MAX_MS), token);
+    const times = job.attemptsStarted - job.attemptsMade - 1;
+    await job.moveToDelayed(Date.now() + Math.min(firstMs * 2 ** Math.max(0, times), PARK_MAX_MS), token);
+    await parked?.();
     throw new DelayedError();
   };
 
@@ -135,8 +137,10 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
       // Earlier edits of their products are still pending: the job steps aside (spending
       // no attempt) so its slot can run them, and comes back for the waiting writes; the
       // writes it applied answer from the ledger then.
+      // The worker that settles an awaited edit brings the job back (successors.ts); the
+      // backoff is for when none does.
       deps.log.debug({ jobId: job.id, waiting: waiting.length }, "writes wait for earlier edits; job parked");
-      return park(job, token, PARK_FIRST_MS);
+      return park(job, token, PARK_FIRST_MS, () => awaitPredecessors(deps, job, waiting));
     }
 
     if (!carrier) {

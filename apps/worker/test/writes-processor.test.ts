@@ -10,6 +10,7 @@ import { freePort } from "../../../test/support/private-redis.js";
 import { createLogger } from "../src/logger.js";
 import { createWorkerMetrics } from "../src/metrics.js";
 import { createTurnSignal } from "../src/ordering.js";
+import { awaitPredecessors } from "../src/successors.js";
 import { createWritesProcessor, type WritesProcessorDeps } from "../src/writes-processor.js";
 import { createScratchDatabase } from "../../../test/support/scratch.js";
 
@@ -205,6 +206,54 @@ describe("order across carriers", () => {
     });
   });
 
+  it("a parked edit is brought back the moment its predecessor is applied, ahead of jobs queued before it", async () => {
+    await withOwnQueues("wake", "products", async (own, fetcher) => {
+      const process = createWritesProcessor("products", depsFor({ queues: own, waitBudgetMs: 60_000 }));
+      await seedProduct(4_230);
+      const [firstId, secondId, otherId] = [`prd-${randomUUID()}`, `prd-${randomUUID()}`, `prd-${randomUUID()}`];
+      const first = { ...patch(4_230, "first", 1, null), id: writeIdOf(firstId, 0) } as Write;
+      const second = { ...patch(4_230, "second", 2, 1, first.id), id: writeIdOf(secondId, 0) } as Write;
+      await own.products.add(WRITES_JOB, { writes: [first] }, { jobId: firstId, delay: 60_000 });
+      await own.products.add(WRITES_JOB, { writes: [second] }, { jobId: secondId });
+      const parkedSecond = (await fetcher.getNextJob("token-1"))!;
+      await expect(process(parkedSecond, "token-1")).rejects.toMatchObject({ name: "DelayedError" });
+      expect(await own.products.getJobState(secondId)).toBe("delayed");
+      // Queued after the second parked: without a wake-up it would run first.
+      await own.products.add(WRITES_JOB, { writes: [{ ...createOf(4_230), id: writeIdOf(otherId, 0) } as Write] }, { jobId: otherId });
+
+      const next = (await fetcher.getNextJob("token-2"))!;
+      expect(next.id).toBe(firstId);
+      await process(next, "token-2");
+      // No worker has promoted delayed jobs meanwhile (none runs here): the wake-up did.
+      expect(await own.products.getJobState(secondId)).toBe("waiting");
+      const back = (await fetcher.getNextJob("token-3"))!;
+      expect(back.id).toBe(secondId);
+      expect(await process(back, "token-3")).toEqual({ results: [{ state: "completed", result: { productId: 4_230 } }] });
+      expect(await nameOf(4_230)).toBe("second");
+    });
+  });
+
+  it("a job parking just after its predecessor was applied comes back at once (the predecessor found nothing to wake)", async () => {
+    await withOwnQueues("late", "products", async (own) => {
+      await seedProduct(4_240);
+      const [firstId, secondId] = [`prd-${randomUUID()}`, `prd-${randomUUID()}`];
+      const second = { ...patch(4_240, "second", 2, 1, writeIdOf(firstId, 0)), id: writeIdOf(secondId, 0) } as Write;
+      const envelope = { ...second, queue: "products" as const, timestamp: Date.now(), attemptsMade: 0, redelivered: false };
+      const job = (await own.products.add(WRITES_JOB, { writes: [second] }, { jobId: secondId, delay: 60_000 })) as Job;
+      const deps = depsFor({ queues: own });
+
+      // Its predecessor not applied: the job stays parked, its mark left for the predecessor.
+      await awaitPredecessors(deps, job, [envelope]);
+      expect(await own.products.getJobState(secondId)).toBe("delayed");
+      expect(await connection.get(own.products.toKey(`next:${writeIdOf(firstId, 0)}`))).toBe(secondId);
+
+      // Applied in the meantime (its worker looked for a mark before this one was set).
+      await db.execute(sql`insert into product_versions (product_id, seq) values (4240, 1) on conflict (product_id) do update set seq = 1`);
+      await awaitPredecessors(deps, job, [envelope]);
+      expect(await own.products.getJobState(secondId)).toBe("waiting");
+    });
+  });
+
   it("a carrier that finds PostgreSQL unreachable steps aside into the delayed set, spending no attempt, however often", async () => {
     await withOwnQueues("away", "registrations", async (own, fetcher) => {
       const dead = createDb(`postgres://postgres@127.0.0.1:${await freePort()}/nowhere`, { max: 1 });
@@ -254,7 +303,8 @@ describe("order across carriers", () => {
       const predecessor = (await fetcher.getNextJob("token-2"))!;
       expect(predecessor.id).toBe(firstId);
       await process(predecessor, "token-2");
-      await (await own.products.getJob(secondId))!.promote();
+      // Brought back by the predecessor's worker once it was applied.
+      expect(await own.products.getJobState(secondId)).toBe("waiting");
       const back = (await fetcher.getNextJob("token-3"))!;
       expect([back.id, back.attemptsMade, back.attemptsStarted]).toEqual([secondId, 0, 2]);
       expect(await process(back, "token-3")).toEqual({
