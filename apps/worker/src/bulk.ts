@@ -66,7 +66,7 @@ export function createBulkProcessor(deps: BulkDeps) {
     // Each line's span, found by its ledger id (none unless tracing is on).
     const spans = traceWrites(BULK_QUEUE, job.id, envelopes);
     try {
-      await runWrites(spans ? { ...run, inChunk: spans.inChunk } : run, envelopes, (index, write, outcome) => (spans?.settled(write, outcome), onOutcome(index, write, outcome)), afterChunk);
+      await runWrites(spans ? { ...run, inChunk: spans.inChunk } : run, job.id!, envelopes, (index, write, outcome) => (spans?.settled(write, outcome), onOutcome(index, write, outcome)), afterChunk);
     } catch (err) {
       spans?.unsettled(err);
       throw err;

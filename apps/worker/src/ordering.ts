@@ -126,14 +126,15 @@ export async function bringForward(job: Job, state: string): Promise<void> {
 }
 
 /**
- * Wakes the writes of this process waiting for an earlier edit when any edit commits
- * here; edits committed by other processes are seen on the next poll.
+ * Wakes the writes of this process waiting for earlier edits when those are settled:
+ * here, or in another process that announces it (successors.ts). A write that hears
+ * nothing looks again after its pause.
  */
 export function createTurnSignal() {
-  const waiting = new Set<() => void>();
+  const waiting = new Map<() => void, Set<string>>();
   return {
-    /** Resolves at the next commit of an ordered edit in this process, or after ms. */
-    wait(ms: number): Promise<void> {
+    /** Resolves once any of the awaited writes is settled, or after ms. */
+    wait(ms: number, awaited: string[]): Promise<void> {
       return new Promise((resolve) => {
         const done = () => {
           clearTimeout(timer);
@@ -141,11 +142,12 @@ export function createTurnSignal() {
           resolve();
         };
         const timer = setTimeout(done, ms);
-        waiting.add(done);
+        waiting.set(done, new Set(awaited));
       });
     },
-    committed(): void {
-      for (const wake of [...waiting]) wake();
+    /** These writes are settled (applied, skipped or failed for good): their successors may go. */
+    settled(ids: string[]): void {
+      for (const [wake, awaited] of [...waiting]) if (ids.some((id) => awaited.has(id))) wake();
     },
   };
 }

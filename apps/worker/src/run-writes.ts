@@ -6,7 +6,7 @@ import { applyWrite } from "./apply-write.js";
 import { applyWrites } from "./apply-writes.js";
 import { PredecessorPendingError } from "./errors.js";
 import { predecessorState, type PredecessorDeps, type TurnSignal } from "./ordering.js";
-import { wakeSuccessors } from "./successors.js";
+import { markAwaited, wakeSuccessors } from "./successors.js";
 import type { Outcome, WriteEnvelope } from "./write.js";
 
 export type RunDeps = PredecessorDeps & {
@@ -44,6 +44,7 @@ const MAX_PAUSE_MS = 250;
  */
 export async function runWrites(
   deps: RunDeps,
+  jobId: string,
   writes: WriteEnvelope[],
   onOutcome: OnOutcome,
   afterChunk?: (done: number) => Promise<void>,
@@ -52,23 +53,24 @@ export async function runWrites(
   const deadline = performance.now() + (deps.waitBudgetMs ?? Infinity);
   for (let start = 0; start < writes.length; start += deps.chunkSize) {
     const chunk = writes.slice(start, start + deps.chunkSize).map((write, k) => ({ index: start + k, write }));
-    waiting.push(...(await runChunk(deps, chunk, onOutcome, deadline)));
+    waiting.push(...(await runChunk(deps, jobId, chunk, onOutcome, deadline)));
     await afterChunk?.(Math.min(start + deps.chunkSize, writes.length));
   }
   return waiting;
 }
 
-/** The edits waiting for these writes may go: those waiting here at once, those parked in Redis brought back. */
+/** The edits waiting for these writes may go: those waiting in this process at once, the others told (successors.ts). */
 async function settledTurns(deps: RunDeps, settled: WriteEnvelope[]): Promise<void> {
-  deps.turns.committed();
+  deps.turns.settled(settled.map((w) => w.id));
   await wakeSuccessors(deps.queues, settled);
 }
 
 type Indexed = { index: number; write: WriteEnvelope };
 
-async function runChunk(deps: RunDeps, chunk: Indexed[], onOutcome: OnOutcome, deadline: number): Promise<WriteEnvelope[]> {
+async function runChunk(deps: RunDeps, jobId: string, chunk: Indexed[], onOutcome: OnOutcome, deadline: number): Promise<WriteEnvelope[]> {
   let todo = chunk;
   let failure: unknown;
+  const marked = new Set<string>();
   for (let pause = FIRST_PAUSE_MS; todo.length; pause = Math.min(pause * 2, MAX_PAUSE_MS)) {
     const writes = todo.map((t) => t.write);
     const report = await (deps.inChunk ? deps.inChunk(writes, () => applyWrites(deps.db, writes)) : applyWrites(deps.db, writes));
@@ -100,7 +102,13 @@ async function runChunk(deps: RunDeps, chunk: Indexed[], onOutcome: OnOutcome, d
       // Waiting here helps only while a predecessor is being applied; one queued in Redis
       // (brought to the head of its queue) needs this slot more than its successors do.
       if (left <= 0 || where.every((w) => w !== "active")) return todo.map((t) => t.write);
-      await deps.turns.wait(Math.min(pause, left));
+      // Where a predecessor settled in another process tells that this job waits for it.
+      const unmarked = todo.filter((t) => !marked.has(t.write.id));
+      if (unmarked.length) {
+        await markAwaited(deps, jobId, unmarked.map((t) => t.write));
+        for (const t of unmarked) marked.add(t.write.id);
+      }
+      await deps.turns.wait(Math.min(pause, left), todo.flatMap((t) => (t.write.prevJobId ? [t.write.prevJobId] : [])));
     }
   }
   return [];

@@ -28,6 +28,7 @@ import { workerLanes, type Lane } from "./lanes.js";
 import type { Logger } from "./logger.js";
 import { createWorkerMetrics, serveWorkerMetrics, type WorkerMetrics } from "./metrics.js";
 import { createTurnSignal } from "./ordering.js";
+import { listenForTurns } from "./successors.js";
 import { createAnalyzer } from "./statistics.js";
 
 // No statement of the worker waits longer than this for a lock: one held by something
@@ -82,8 +83,14 @@ export function createWorkerRuntime(env: Env, { log }: { log: Logger }): WorkerR
   const mail = env.EMAIL_CONCURRENCY > 0 ? openMail(env, { queue: queues[EMAILS_QUEUE], log, metrics }) : undefined;
   if (mail) pools["worker-email"] = mail.pool;
 
-  // Wakes this process's edits waiting for an earlier edit of their product when one commits here.
+  // Wakes this process's edits waiting for an earlier edit of their product when it is
+  // settled, here or in another process (announced on a subscriber connection, watched
+  // for a dead peer like the others; a PING is allowed while subscribed).
   const turns = createTurnSignal();
+  const subscriber = createWorkerConnection({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_NODES });
+  subscriber.on("error", throttled((err: Error) => log.warn({ err: err.message }, "turns subscriber: redis unavailable")));
+  watchdog.watch(subscriber, { name: "turns" });
+  listenForTurns(subscriber, env.QUEUE_PREFIX, turns, (err) => log.warn({ err: err.message }, "turns subscriber: subscribe failed; waits look again instead"));
   const lanes = workerLanes(env, { db, queues, turns, catalog, relay, mail, log, metrics });
 
   // What this process started of each lane, for the stall monitor.
@@ -187,6 +194,7 @@ export function createWorkerRuntime(env: Env, { log }: { log: Logger }): WorkerR
       await catalog.close().catch((err) => log.warn({ err }, "last cache invalidations failed"));
       await cacheRedis.quit().catch(() => cacheRedis.disconnect());
       (await serving?.catch(() => undefined))?.close();
+      subscriber.disconnect();
       await connection.quit().catch(() => connection.disconnect());
       await closeDb().catch((err) => log.warn({ err }, "closing the pool failed"));
       await flushTracing();

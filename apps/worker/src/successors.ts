@@ -1,13 +1,21 @@
-// A job that parks because an edit it carries waits for an earlier edit of its product
-// leaves its id under that earlier edit's id; whichever worker settles the earlier edit
-// brings the parked job back at once, instead of the job sitting out its backoff. A long
-// backlog of one product's edits (a fault scrambled their order) then drains at the pace
-// of the workers, not of the timers: each edit, once settled, calls the next.
+// A job whose edit waits for an earlier edit of its product leaves its id under that
+// earlier edit's id (a mark in Redis), and whichever worker settles the earlier edit
+// calls it: a job parked in the delayed set is brought to the head of its queue at once
+// instead of sitting out its backoff; a job waiting in another worker process is told on
+// the turns channel instead of finding out at its next look. A long backlog of one
+// product's edits (a fault scrambled their order) then drains at the pace of the
+// workers, not of their timers. Edits nobody waits for cost one GETDEL per chunk.
 import type { Db } from "@ingest/db";
 import { carrierJobId, orderKeyOf, queueOfJobId, type Queues } from "@ingest/jobs";
-import { appliedSeqs, bringForward } from "./ordering.js";
+import type { RedisClient } from "@ingest/redis";
 import type { Job } from "bullmq";
+import { appliedSeqs, bringForward, type TurnSignal } from "./ordering.js";
 import type { WriteEnvelope } from "./write.js";
+
+type MarkDeps = { queues: Queues; orderWaitMaxMs: number };
+
+/** The channel on which settled edits that a job in another process waits for are announced. */
+export const turnsChannel = (prefix: string) => `${prefix}:turns`;
 
 /** Where the job waiting for a write is kept: beside the write's queue (one hash slot with it in a cluster). */
 function successorKey(queues: Queues, writeId: string): { queue: keyof Queues; key: string } | undefined {
@@ -16,11 +24,10 @@ function successorKey(queues: Queues, writeId: string): { queue: keyof Queues; k
 }
 
 /**
- * Leaves a job's id, once it is parked (delayed), under each predecessor its writes wait
- * for, for as long as any edit waits for a predecessor at all. A predecessor settled
- * before its mark was set found none to wake: then the job is brought back here.
+ * Leaves the job's id under each predecessor these writes wait for (for as long as any
+ * edit waits for a predecessor at all). Best effort: unmarked, the job finds out by looking.
  */
-export async function awaitPredecessors(deps: { db: Db; queues: Queues; orderWaitMaxMs: number }, job: Job, waiting: WriteEnvelope[]): Promise<void> {
+export async function markAwaited(deps: MarkDeps, jobId: string, waiting: WriteEnvelope[]): Promise<void> {
   const marks = waiting.flatMap((w) => {
     const at = w.prevJobId ? successorKey(deps.queues, w.prevJobId) : undefined;
     return at ? [at] : [];
@@ -28,11 +35,22 @@ export async function awaitPredecessors(deps: { db: Db; queues: Queues; orderWai
   try {
     for (const [queue, keys] of groupBy(marks, (m) => m.queue)) {
       const pipeline = (await deps.queues[queue].backend.client).pipeline();
-      for (const { key } of keys) pipeline.runCommand("set", [key, job.id!, "PX", deps.orderWaitMaxMs]);
+      for (const { key } of keys) pipeline.runCommand("set", [key, jobId, "PX", deps.orderWaitMaxMs]);
       await pipeline.exec();
     }
-    // The job is delayed before its marks are set, so a predecessor settled after that
-    // brings it back itself; one settled before shows here.
+  } catch {
+    // Redis did not answer: the job looks again after its pause, or comes back by its timer.
+  }
+}
+
+/**
+ * Marks a job just parked (delayed) as waiting for its writes' predecessors. One settled
+ * after the job was delayed brings it back itself; one settled before that found no mark,
+ * and shows here: then the job is brought back now.
+ */
+export async function awaitPredecessors(deps: MarkDeps & { db: Db }, job: Job, waiting: WriteEnvelope[]): Promise<void> {
+  await markAwaited(deps, job.id!, waiting);
+  try {
     const applied = await appliedSeqs(deps.db, waiting.map((w) => orderKeyOf(w)!).filter(Number.isInteger));
     const turnCame = waiting.some((w) => {
       const seq = applied.get(orderKeyOf(w)!);
@@ -40,37 +58,65 @@ export async function awaitPredecessors(deps: { db: Db; queues: Queues; orderWai
     });
     if (turnCame) await bringForward(job, "delayed");
   } catch {
-    // Redis or PostgreSQL did not answer: the job comes back by its timer.
+    // PostgreSQL did not answer: the job comes back by its timer.
   }
 }
 
 /**
- * Brings back the jobs parked waiting for these writes, now settled (applied, skipped or
- * failed for good). Best effort: a job not brought back comes back when its backoff ends.
+ * Calls the jobs waiting for these writes, now settled (applied, skipped or failed for
+ * good): a parked one is brought back, one running in a worker (waiting there) is told
+ * on the turns channel. Best effort: a job not called finds out by its timer.
  */
 export async function wakeSuccessors(queues: Queues, settled: WriteEnvelope[]): Promise<void> {
   const marks = settled.flatMap((w) => {
     const at = orderKeyOf(w) !== undefined ? successorKey(queues, w.id) : undefined;
-    return at ? [at] : [];
+    return at ? [{ ...at, writeId: w.id }] : [];
   });
   if (!marks.length) return;
   try {
-    const waiters: string[] = [];
+    const waiters: { jobId: string; writeId: string }[] = [];
     for (const [queue, keys] of groupBy(marks, (m) => m.queue)) {
       const pipeline = (await queues[queue].backend.client).pipeline();
       for (const { key } of keys) pipeline.runCommand("getdel", [key]);
-      for (const [, id] of (await pipeline.exec()) ?? []) if (typeof id === "string") waiters.push(id);
+      const answers = (await pipeline.exec()) ?? [];
+      keys.forEach(({ writeId }, k) => {
+        const jobId = answers[k]?.[1];
+        if (typeof jobId === "string") waiters.push({ jobId, writeId });
+      });
     }
+    const running: string[] = [];
     await Promise.all(
-      waiters.map(async (id) => {
-        const queue = queueOfJobId(id);
-        const job = queue && (await queues[queue].getJob(id));
-        if (job) await bringForward(job, await job.getState());
+      waiters.map(async ({ jobId, writeId }) => {
+        const queue = queueOfJobId(jobId);
+        const job = queue && (await queues[queue].getJob(jobId));
+        if (!job) return;
+        const state = await job.getState();
+        if (state === "active") running.push(writeId);
+        else await bringForward(job, state);
       }),
     );
+    const [any] = Object.values(queues);
+    if (running.length && any) await (await any.backend.client).runCommand("publish", [turnsChannel(any.opts.prefix!), JSON.stringify(running)]);
   } catch {
-    // Redis did not answer: the parked jobs come back by their timers.
+    // Redis did not answer: the waiting jobs find out by their timers.
   }
+}
+
+/**
+ * Hears the settled edits other processes announce on a connection of its own (a
+ * subscriber can do nothing else), and wakes this process's jobs that wait for them.
+ * ioredis subscribes again after a reconnect; while it cannot, waits fall back to looking.
+ */
+export function listenForTurns(subscriber: RedisClient, prefix: string, turns: TurnSignal, onError: (err: Error) => void): void {
+  subscriber.on("message", (_channel: string, message: string) => {
+    try {
+      const ids = JSON.parse(message) as unknown;
+      if (Array.isArray(ids)) turns.settled(ids.filter((id): id is string => typeof id === "string"));
+    } catch {
+      // Not ours to read.
+    }
+  });
+  subscriber.subscribe(turnsChannel(prefix)).catch(onError);
 }
 
 function groupBy<T, K>(items: T[], keyOf: (item: T) => K): Map<K, T[]> {

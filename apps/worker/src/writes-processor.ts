@@ -109,7 +109,7 @@ export function createWritesProcessor(queue: WriteQueueName, deps: WritesProcess
 
     let waiting: WriteEnvelope[];
     try {
-      waiting = await runWrites(spans ? { ...run, inChunk: spans.inChunk } : run, envelopes, onOutcome, afterChunk);
+      waiting = await runWrites(spans ? { ...run, inChunk: spans.inChunk } : run, job.id!, envelopes, onOutcome, afterChunk);
     } catch (err) {
       spans?.unsettled(err);
       await afterChunk();

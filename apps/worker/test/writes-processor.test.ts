@@ -5,12 +5,12 @@ import { Worker, type Job } from "bullmq";
 import { sql } from "drizzle-orm";
 import { randomUUID } from "node:crypto";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { testEnv } from "../../../test/support/harness.js";
+import { testEnv, waitFor } from "../../../test/support/harness.js";
 import { freePort } from "../../../test/support/private-redis.js";
 import { createLogger } from "../src/logger.js";
 import { createWorkerMetrics } from "../src/metrics.js";
 import { createTurnSignal } from "../src/ordering.js";
-import { awaitPredecessors } from "../src/successors.js";
+import { awaitPredecessors, listenForTurns, markAwaited, turnsChannel, wakeSuccessors } from "../src/successors.js";
 import { createWritesProcessor, type WritesProcessorDeps } from "../src/writes-processor.js";
 import { createScratchDatabase } from "../../../test/support/scratch.js";
 
@@ -251,6 +251,38 @@ describe("order across carriers", () => {
       await db.execute(sql`insert into product_versions (product_id, seq) values (4240, 1) on conflict (product_id) do update set seq = 1`);
       await awaitPredecessors(deps, job, [envelope]);
       expect(await own.products.getJobState(secondId)).toBe("waiting");
+    });
+  });
+
+  it("a job waiting in another process for an edit is told on the turns channel when that edit is settled", async () => {
+    await withOwnQueues("told", "products", async (own, fetcher) => {
+      const ownPrefix = own.products.opts.prefix!;
+      const subscriber = createWorkerConnection(redisUrl);
+      const turns = createTurnSignal();
+      try {
+        listenForTurns(subscriber, ownPrefix, turns, (err) => {
+          throw err;
+        });
+        const [firstId, secondId] = [`prd-${randomUUID()}`, `prd-${randomUUID()}`];
+        const first = { ...patch(4_260, "first", 1, null), id: writeIdOf(firstId, 0) } as Write;
+        const second = { ...patch(4_260, "second", 2, 1, first.id), id: writeIdOf(secondId, 0) } as Write;
+        await own.products.add(WRITES_JOB, { writes: [second] }, { jobId: secondId });
+        // The second is running in "another process", waiting there for the first.
+        expect((await fetcher.getNextJob("token-1"))!.id).toBe(secondId);
+        const envelope = (w: Write) => ({ ...w, queue: "products" as const, timestamp: Date.now(), attemptsMade: 0, redelivered: false });
+        await markAwaited({ queues: own, orderWaitMaxMs: 60_000 }, secondId, [envelope(second)]);
+        await waitFor(async () => (await connection.call("pubsub", "numsub", turnsChannel(ownPrefix)))?.toString().endsWith(",1"), 10_000, "the subscription");
+        // It would look again only after ten minutes: only the announcement can wake it in time.
+        let woken = false;
+        const waiting = turns.wait(600_000, [first.id]).then(() => (woken = true));
+        await wakeSuccessors(own, [envelope(first)]);
+        await waitFor(() => woken, 20_000, "the waiting job woken");
+        await waiting;
+        // The mark is used up: a second settlement announces nothing.
+        expect(await connection.exists(own.products.toKey(`next:${first.id}`))).toBe(0);
+      } finally {
+        subscriber.disconnect();
+      }
     });
   });
 
