@@ -206,6 +206,38 @@ describe("order across carriers", () => {
     });
   });
 
+  it("a queued predecessor is brought forward with the queued edits it waits for, the earliest first", async () => {
+    await withOwnQueues("chain", "products", async (own, fetcher) => {
+      const process = createWritesProcessor("products", depsFor({ queues: own, waitBudgetMs: 60_000 }));
+      await seedProduct(4_225);
+      // Four edits in a chain, shuffled among other jobs: the fourth comes out first.
+      const ids = Array.from({ length: 4 }, () => `prd-${randomUUID()}`);
+      const edits = ids.map((id, k) => ({ ...patch(4_225, `e${k}`, k + 1, k === 0 ? null : k, k === 0 ? undefined : writeIdOf(ids[k - 1]!, 0)), id: writeIdOf(id, 0) }) as Write);
+      const other = async () => {
+        const id = `prd-${randomUUID()}`;
+        await own.products.add(WRITES_JOB, { writes: [{ ...createOf(4_225), id: writeIdOf(id, 0) } as Write] }, { jobId: id });
+      };
+      await own.products.add(WRITES_JOB, { writes: [edits[3]!] }, { jobId: ids[3] });
+      for (const k of [1, 0, 2]) {
+        await other();
+        await own.products.add(WRITES_JOB, { writes: [edits[k]!] }, { jobId: ids[k], ...(k === 2 ? { delay: 60_000 } : {}) });
+      }
+      await other();
+
+      const fourth = (await fetcher.getNextJob("token-4"))!;
+      expect(fourth.id).toBe(ids[3]);
+      await expect(process(fourth, "token-4")).rejects.toMatchObject({ name: "DelayedError" });
+      // One look brought the whole chain to the head, in order, ahead of the other jobs.
+      for (const k of [0, 1, 2]) {
+        const next = (await fetcher.getNextJob(`token-${k}`))!;
+        expect(next.id).toBe(ids[k]);
+        expect(await process(next, `token-${k}`)).toEqual({ results: [{ state: "completed", result: { productId: 4_225 } }] });
+      }
+      // And the third's worker called the fourth back.
+      expect((await fetcher.getNextJob("token-5"))!.id).toBe(ids[3]);
+    });
+  });
+
   it("a parked edit is brought back the moment its predecessor is applied, ahead of jobs queued before it", async () => {
     await withOwnQueues("wake", "products", async (own, fetcher) => {
       const process = createWritesProcessor("products", depsFor({ queues: own, waitBudgetMs: 60_000 }));
