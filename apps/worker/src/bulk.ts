@@ -66,7 +66,9 @@ export function createBulkProcessor(deps: BulkDeps) {
     // Each line's span, found by its ledger id (none unless tracing is on).
     const spans = traceWrites(BULK_QUEUE, job.id, envelopes);
     try {
-      await runWrites(spans ? { ...run, inChunk: spans.inChunk } : run, job.id!, envelopes, (index, write, outcome) => (spans?.settled(write, outcome), onOutcome(index, write, outcome)), afterChunk);
+      const waiting = await runWrites(spans ? { ...run, inChunk: spans.inChunk } : run, job.id!, envelopes, (index, write, outcome) => (spans?.settled(write, outcome), onOutcome(index, write, outcome)), afterChunk);
+      // Without a wait budget none is handed back; were one, the batch must not complete without it.
+      if (waiting.length) throw new Error(`${waiting.length} lines still wait for earlier edits of their products`);
     } catch (err) {
       spans?.unsettled(err);
       throw err;

@@ -18,6 +18,8 @@ export type RunDeps = PredecessorDeps & {
    * How long a chunk's edits wait here for earlier edits of their products before they
    * are handed back (runWrites answers them): a job that waits must not hold its worker's
    * slot for long, or a queue full of waiting edits would starve the edits they wait for.
+   * With a budget, edits whose predecessors are all queued (none being applied) are
+   * handed back at once; without one, nothing is ever handed back.
    */
   waitBudgetMs?: number;
   onBatch?: (size: number, fellBack: boolean) => void;
@@ -101,7 +103,9 @@ async function runChunk(deps: RunDeps, jobId: string, chunk: Indexed[], onOutcom
       const left = deadline - performance.now();
       // Waiting here helps only while a predecessor is being applied; one queued in Redis
       // (brought to the head of its queue) needs this slot more than its successors do.
-      if (left <= 0 || where.every((w) => w !== "active")) return todo.map((t) => t.write);
+      // A lane without a wait budget cannot step aside (the bulk lane): it waits on.
+      const stepAside = deps.waitBudgetMs !== undefined && where.every((w) => w !== "active");
+      if (left <= 0 || stepAside) return todo.map((t) => t.write);
       // Where a predecessor settled in another process tells that this job waits for it.
       const unmarked = todo.filter((t) => !marked.has(t.write.id));
       if (unmarked.length) {

@@ -1,5 +1,5 @@
 import { createDb } from "@ingest/db";
-import { closeQueues, createQueues, WRITES_JOB, writeIdOf, type Queues, type Write, type WriteQueueName } from "@ingest/jobs";
+import { BULK_JOB, BULK_QUEUE, closeQueues, createQueues, WRITES_JOB, writeIdOf, type Queues, type Write, type WriteQueueName } from "@ingest/jobs";
 import { createWorkerConnection } from "@ingest/redis";
 import { Worker, type Job } from "bullmq";
 import { sql } from "drizzle-orm";
@@ -11,6 +11,7 @@ import { createLogger } from "../src/logger.js";
 import { createWorkerMetrics } from "../src/metrics.js";
 import { createTurnSignal } from "../src/ordering.js";
 import { awaitPredecessors, listenForTurns, markAwaited, turnsChannel, wakeSuccessors } from "../src/successors.js";
+import { createBulkProcessor } from "../src/bulk.js";
 import { createWritesProcessor, type WritesProcessorDeps } from "../src/writes-processor.js";
 import { createScratchDatabase } from "../../../test/support/scratch.js";
 
@@ -314,6 +315,37 @@ describe("order across carriers", () => {
         expect(await connection.exists(own.products.toKey(`next:${first.id}`))).toBe(0);
       } finally {
         subscriber.disconnect();
+      }
+    });
+  });
+
+  it("a bulk line whose predecessor is queued waits for it: the batch completes only with the line applied", async () => {
+    await withOwnQueues("bulk-wait", "products", async (own, fetcher) => {
+      const bulkFetcher = new Worker(BULK_QUEUE, null, { connection, prefix: own.products.opts.prefix! });
+      try {
+        await seedProduct(4_270);
+        const firstId = `prd-${randomUUID()}`;
+        const first = { ...patch(4_270, "interactive", 1, null), id: writeIdOf(firstId, 0) } as Write;
+        // The interactive edit before the line is parked: queued, not being applied.
+        await own.products.add(WRITES_JOB, { writes: [first] }, { jobId: firstId, delay: 60_000 });
+        const line = { line: 1, name: "product.patch" as const, payload: { productId: 4_270, changes: { name: "bulk" } }, seq: 2, prevSeq: 1, prevJobId: first.id };
+        const batchId = `blk-${randomUUID()}`;
+        await own.bulk.add(BULK_JOB, { lines: [line], invalidCount: 0, invalid: [] }, { jobId: batchId });
+        const process = createBulkProcessor(depsFor({ queues: own }));
+
+        let result: unknown;
+        const batch = process((await bulkFetcher.getNextJob("token-b"))!, "token-b").then((r) => (result = r));
+        // Its predecessor brought forward meanwhile; the batch still running, the line not lost.
+        await waitFor(async () => (await own.products.getJobState(firstId)) === "waiting", 10_000, "the predecessor brought forward");
+        expect(result).toBeUndefined();
+        const predecessor = (await fetcher.getNextJob("token-p"))!;
+        expect(predecessor.id).toBe(firstId);
+        await createWritesProcessor("products", depsFor({ queues: own }))(predecessor, "token-p");
+        await batch;
+        expect(result).toMatchObject({ accepted: 1, applied: 1, failed: 0 });
+        expect(await nameOf(4_270)).toBe("bulk");
+      } finally {
+        await bulkFetcher.close();
       }
     });
   });
