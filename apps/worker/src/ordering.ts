@@ -89,9 +89,10 @@ export type Predecessor = "active" | "queued" | "gone";
  * (queued). Past orderWaitMaxMs nothing is waited for. A predecessor queued in Redis
  * (parked, or behind later jobs) is brought to the head of its queue, with the queued
  * edits it waits for ahead of it: every later edit of its product waits for them, and
- * would otherwise fill the workers' slots waiting while they queue behind them.
+ * would otherwise fill the workers' slots waiting while they queue behind them. A caller
+ * that looks again and again (a write waiting in its worker) walks the chain once.
  */
-export async function predecessorState(deps: PredecessorDeps, acceptedAt: number, prevJobId: string | undefined): Promise<Predecessor> {
+export async function predecessorState(deps: PredecessorDeps, acceptedAt: number, prevJobId: string | undefined, walk = true): Promise<Predecessor> {
   if (Date.now() - acceptedAt > deps.orderWaitMaxMs || !prevJobId) return "gone";
   const carrierId = carrierJobId(prevJobId);
   const queue = queueOfJobId(carrierId);
@@ -99,18 +100,18 @@ export async function predecessorState(deps: PredecessorDeps, acceptedAt: number
   const carrier = await deps.queues[queue].getJob(carrierId);
   if (!carrier) return Date.now() - acceptedAt < PREDECESSOR_GRACE_MS ? "queued" : "gone";
   const state = await carrier.getState();
-  if (!FINISHED.has(state)) return placed(deps, carrier, state, prevJobId);
+  if (!FINISHED.has(state)) return placed(deps, carrier, state, prevJobId, walk);
   if (carrierId === prevJobId || !writesOf(carrier)) return "gone";
   // The carrier finished: its writes that failed for good were spilled before that.
   const spilled = await deps.queues[queue].getJob(prevJobId);
   if (!spilled) return "gone";
   const spilledState = await spilled.getState();
-  return FINISHED.has(spilledState) ? "gone" : placed(deps, spilled, spilledState, prevJobId);
+  return FINISHED.has(spilledState) ? "gone" : placed(deps, spilled, spilledState, prevJobId, walk);
 }
 
-async function placed(deps: PredecessorDeps, job: Job, state: string, writeId: string): Promise<Predecessor> {
+async function placed(deps: PredecessorDeps, job: Job, state: string, writeId: string, walk: boolean): Promise<Predecessor> {
   if (state === "active") return "active";
-  await bringChainForward(deps, job, state, writeId);
+  await (walk ? bringChainForward(deps, job, state, writeId) : bringForward(job, state));
   return "queued";
 }
 

@@ -72,7 +72,9 @@ type Indexed = { index: number; write: WriteEnvelope };
 async function runChunk(deps: RunDeps, jobId: string, chunk: Indexed[], onOutcome: OnOutcome, deadline: number): Promise<WriteEnvelope[]> {
   let todo = chunk;
   let failure: unknown;
+  // The writes whose waits were already marked in Redis, and whose queued chains were brought forward.
   const marked = new Set<string>();
+  const walked = new Set<string>();
   for (let pause = FIRST_PAUSE_MS; todo.length; pause = Math.min(pause * 2, MAX_PAUSE_MS)) {
     const writes = todo.map((t) => t.write);
     const report = await (deps.inChunk ? deps.inChunk(writes, () => applyWrites(deps.db, writes)) : applyWrites(deps.db, writes));
@@ -92,7 +94,8 @@ async function runChunk(deps: RunDeps, jobId: string, chunk: Indexed[], onOutcom
     if (failure !== undefined) throw failure;
     if (!waiting.length) return [];
 
-    const where = await Promise.all(waiting.map((t) => predecessorState(deps, t.write.timestamp, t.write.prevJobId)));
+    const where = await Promise.all(waiting.map((t) => predecessorState(deps, t.write.timestamp, t.write.prevJobId, !walked.has(t.write.id))));
+    for (const t of waiting) walked.add(t.write.id);
     // Their predecessors are gone for good: in sequence order, without them.
     const gone = waiting.filter((_, k) => where[k] === "gone").sort((a, b) => (a.write.seq ?? 0) - (b.write.seq ?? 0));
     for (const t of gone) await onOutcome(t.index, t.write, await applyWrite(deps.db, t.write, { ignorePredecessor: true }));
