@@ -64,12 +64,17 @@ export async function moveSequencesPast(tx: Tx, writes: WriteEnvelope[]): Promis
  * to go without it (its predecessor is gone for good).
  */
 export function orderTurn(write: WriteEnvelope, applied: number | undefined, ignorePredecessor = false): "apply" | "superseded" {
-  const { seq, prevSeq = null } = write;
+  const { seq } = write;
   if (seq === undefined) throw new Error("orderTurn: an ordered edit without a sequence number");
   if (applied !== undefined && applied >= seq) return "superseded";
-  const waiting = prevSeq !== null && (applied === undefined || applied < prevSeq);
-  if (waiting && !ignorePredecessor) throw new PredecessorPendingError(write.prevJobId);
+  if (!predecessorSettled(write, applied) && !ignorePredecessor) throw new PredecessorPendingError(write.prevJobId);
   return "apply";
+}
+
+/** Whether the edit before this one has had its turn, given its product's last applied sequence. */
+export function predecessorSettled(write: WriteEnvelope, applied: number | undefined): boolean {
+  const { prevSeq = null } = write;
+  return prevSeq === null || (applied !== undefined && applied >= prevSeq);
 }
 
 // A predecessor that is not in Redis yet may still be on its way (its carrier can land a

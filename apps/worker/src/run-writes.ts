@@ -72,9 +72,9 @@ type Indexed = { index: number; write: WriteEnvelope };
 async function runChunk(deps: RunDeps, jobId: string, chunk: Indexed[], onOutcome: OnOutcome, deadline: number): Promise<WriteEnvelope[]> {
   let todo = chunk;
   let failure: unknown;
-  // The writes whose waits were already marked in Redis, and whose queued chains were brought forward.
-  const marked = new Set<string>();
-  const walked = new Set<string>();
+  // The writes that wait only ever become fewer from one look to the next: the first
+  // look brings their queued chains forward and marks their waits in Redis for good.
+  let firstLook = true;
   for (let pause = FIRST_PAUSE_MS; todo.length; pause = Math.min(pause * 2, MAX_PAUSE_MS)) {
     const writes = todo.map((t) => t.write);
     const report = await (deps.inChunk ? deps.inChunk(writes, () => applyWrites(deps.db, writes)) : applyWrites(deps.db, writes));
@@ -94,8 +94,7 @@ async function runChunk(deps: RunDeps, jobId: string, chunk: Indexed[], onOutcom
     if (failure !== undefined) throw failure;
     if (!waiting.length) return [];
 
-    const where = await Promise.all(waiting.map((t) => predecessorState(deps, t.write.timestamp, t.write.prevJobId, !walked.has(t.write.id))));
-    for (const t of waiting) walked.add(t.write.id);
+    const where = await Promise.all(waiting.map((t) => predecessorState(deps, t.write.timestamp, t.write.prevJobId, firstLook)));
     // Their predecessors are gone for good: in sequence order, without them.
     const gone = waiting.filter((_, k) => where[k] === "gone").sort((a, b) => (a.write.seq ?? 0) - (b.write.seq ?? 0));
     for (const t of gone) await onOutcome(t.index, t.write, await applyWrite(deps.db, t.write, { ignorePredecessor: true }));
@@ -110,11 +109,8 @@ async function runChunk(deps: RunDeps, jobId: string, chunk: Indexed[], onOutcom
       const stepAside = deps.waitBudgetMs !== undefined && where.every((w) => w !== "active");
       if (left <= 0 || stepAside) return todo.map((t) => t.write);
       // Where a predecessor settled in another process tells that this job waits for it.
-      const unmarked = todo.filter((t) => !marked.has(t.write.id));
-      if (unmarked.length) {
-        await markAwaited(deps, jobId, unmarked.map((t) => t.write));
-        for (const t of unmarked) marked.add(t.write.id);
-      }
+      if (firstLook) await markAwaited(deps, jobId, todo.map((t) => t.write));
+      firstLook = false;
       await deps.turns.wait(Math.min(pause, left), todo.flatMap((t) => (t.write.prevJobId ? [t.write.prevJobId] : [])));
     }
   }

@@ -9,7 +9,7 @@ import type { Db } from "@ingest/db";
 import { carrierJobId, orderKeyOf, queueOfJobId, type Queues } from "@ingest/jobs";
 import type { RedisClient } from "@ingest/redis";
 import type { Job } from "bullmq";
-import { appliedSeqs, bringForward, type TurnSignal } from "./ordering.js";
+import { appliedSeqs, bringForward, predecessorSettled, type TurnSignal } from "./ordering.js";
 import type { WriteEnvelope } from "./write.js";
 
 type MarkDeps = { queues: Queues; orderWaitMaxMs: number };
@@ -17,10 +17,24 @@ type MarkDeps = { queues: Queues; orderWaitMaxMs: number };
 /** The channel on which settled edits that a job in another process waits for are announced. */
 export const turnsChannel = (prefix: string) => `${prefix}:turns`;
 
-/** Where the job waiting for a write is kept: beside the write's queue (one hash slot with it in a cluster). */
-function successorKey(queues: Queues, writeId: string): { queue: keyof Queues; key: string } | undefined {
-  const queue = queueOfJobId(carrierJobId(writeId));
-  return queue ? { queue, key: queues[queue].toKey(`next:${writeId}`) } : undefined;
+/** Where the job waiting for each of these writes is kept: beside the write's queue (one hash slot with it in a cluster). */
+function successorKeys(queues: Queues, writeIds: string[]): { queue: keyof Queues; key: string; writeId: string }[] {
+  return writeIds.flatMap((writeId) => {
+    const queue = queueOfJobId(carrierJobId(writeId));
+    return queue ? [{ queue, key: queues[queue].toKey(`next:${writeId}`), writeId }] : [];
+  });
+}
+
+/** Sends `command key ...args` for each key, one pipeline per queue's connection; the answers by key. */
+async function onEachKey(queues: Queues, keys: { queue: keyof Queues; key: string }[], command: string, args: (string | number)[] = []): Promise<Map<string, unknown>> {
+  const answers = new Map<string, unknown>();
+  for (const [queue, group] of groupBy(keys, (k) => k.queue)) {
+    const pipeline = (await queues[queue].backend.client).pipeline();
+    for (const { key } of group) pipeline.runCommand(command, [key, ...args]);
+    const replies = (await pipeline.exec()) ?? [];
+    group.forEach(({ key }, k) => answers.set(key, replies[k]?.[1]));
+  }
+  return answers;
 }
 
 /**
@@ -28,16 +42,9 @@ function successorKey(queues: Queues, writeId: string): { queue: keyof Queues; k
  * edit waits for a predecessor at all). Best effort: unmarked, the job finds out by looking.
  */
 export async function markAwaited(deps: MarkDeps, jobId: string, waiting: WriteEnvelope[]): Promise<void> {
-  const marks = waiting.flatMap((w) => {
-    const at = w.prevJobId ? successorKey(deps.queues, w.prevJobId) : undefined;
-    return at ? [at] : [];
-  });
+  const keys = successorKeys(deps.queues, waiting.flatMap((w) => (w.prevJobId ? [w.prevJobId] : [])));
   try {
-    for (const [queue, keys] of groupBy(marks, (m) => m.queue)) {
-      const pipeline = (await deps.queues[queue].backend.client).pipeline();
-      for (const { key } of keys) pipeline.runCommand("set", [key, jobId, "PX", deps.orderWaitMaxMs]);
-      await pipeline.exec();
-    }
+    await onEachKey(deps.queues, keys, "set", [jobId, "PX", deps.orderWaitMaxMs]);
   } catch {
     // Redis did not answer: the job looks again after its pause, or comes back by its timer.
   }
@@ -52,11 +59,7 @@ export async function awaitPredecessors(deps: MarkDeps & { db: Db }, job: Job, w
   await markAwaited(deps, job.id!, waiting);
   try {
     const applied = await appliedSeqs(deps.db, waiting.map((w) => orderKeyOf(w)!).filter(Number.isInteger));
-    const turnCame = waiting.some((w) => {
-      const seq = applied.get(orderKeyOf(w)!);
-      return seq !== undefined && w.prevSeq != null && seq >= w.prevSeq;
-    });
-    if (turnCame) await bringForward(job, "delayed");
+    if (waiting.some((w) => predecessorSettled(w, applied.get(orderKeyOf(w)!)))) await bringForward(job, "delayed");
   } catch {
     // PostgreSQL did not answer: the job comes back by its timer.
   }
@@ -68,22 +71,14 @@ export async function awaitPredecessors(deps: MarkDeps & { db: Db }, job: Job, w
  * on the turns channel. Best effort: a job not called finds out by its timer.
  */
 export async function wakeSuccessors(queues: Queues, settled: WriteEnvelope[]): Promise<void> {
-  const marks = settled.flatMap((w) => {
-    const at = orderKeyOf(w) !== undefined ? successorKey(queues, w.id) : undefined;
-    return at ? [{ ...at, writeId: w.id }] : [];
-  });
-  if (!marks.length) return;
+  const keys = successorKeys(queues, settled.flatMap((w) => (orderKeyOf(w) !== undefined ? [w.id] : [])));
+  if (!keys.length) return;
   try {
-    const waiters: { jobId: string; writeId: string }[] = [];
-    for (const [queue, keys] of groupBy(marks, (m) => m.queue)) {
-      const pipeline = (await queues[queue].backend.client).pipeline();
-      for (const { key } of keys) pipeline.runCommand("getdel", [key]);
-      const answers = (await pipeline.exec()) ?? [];
-      keys.forEach(({ writeId }, k) => {
-        const jobId = answers[k]?.[1];
-        if (typeof jobId === "string") waiters.push({ jobId, writeId });
-      });
-    }
+    const answers = await onEachKey(queues, keys, "getdel");
+    const waiters = keys.flatMap(({ key, writeId }) => {
+      const jobId = answers.get(key);
+      return typeof jobId === "string" ? [{ jobId, writeId }] : [];
+    });
     const running: string[] = [];
     await Promise.all(
       waiters.map(async ({ jobId, writeId }) => {

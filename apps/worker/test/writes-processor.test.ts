@@ -51,6 +51,19 @@ const patch = (productId: number, name: string, seq: number, prevSeq: number | n
   ...(prevJobId ? { prevJobId } : {}),
 });
 
+/**
+ * A product's edits in acceptance order, each the only write of a carrier id of its own
+ * (not stored): the first with no predecessor, each later one chained to the one before.
+ */
+function chainOf<const N extends readonly string[]>(productId: number, names: N): { ids: { [K in keyof N]: string }; writes: { [K in keyof N]: Write } } {
+  const ids = names.map(() => `prd-${randomUUID()}`);
+  const writes: Write[] = [];
+  names.forEach((name, k) => writes.push({ ...patch(productId, name, k + 1, k === 0 ? null : k, writes[k - 1]?.id), id: writeIdOf(ids[k]!, 0) } as Write));
+  return { ids, writes } as never;
+}
+/** A write as its processor sees it, taken from the products queue for the first time. */
+const envelopeOf = (w: Write) => ({ ...w, queue: "products" as const, timestamp: Date.now(), attemptsMade: 0, redelivered: false });
+
 /** A carrier job in Redis holding these writes, as the API stores it. */
 async function carrier(queue: WriteQueueName, drafts: Draft[], opts: { attempts?: number } = {}) {
   const id = `${queue === "registrations" ? "reg" : "prd"}-${randomUUID()}`;
@@ -162,9 +175,7 @@ describe("order across carriers", () => {
     await withOwnQueues("turn", "products", async (own, fetcher) => {
       const process = createWritesProcessor("products", depsFor({ queues: own, turns: createTurnSignal(), waitBudgetMs: 10_000 }));
       await seedProduct(4_200);
-      const [firstId, secondId] = [`prd-${randomUUID()}`, `prd-${randomUUID()}`];
-      const first = { ...patch(4_200, "first", 1, null), id: writeIdOf(firstId, 0) } as Write;
-      const second = { ...patch(4_200, "second", 2, 1, first.id), id: writeIdOf(secondId, 0) } as Write;
+      const { ids: [firstId, secondId], writes: [first, second] } = chainOf(4_200, ["first", "second"]);
       await own.products.add(WRITES_JOB, { writes: [first] }, { jobId: firstId });
       await own.products.add(WRITES_JOB, { writes: [second] }, { jobId: secondId });
       // Both taken: the first is active (being applied) while the second runs.
@@ -187,9 +198,8 @@ describe("order across carriers", () => {
       // However long it may wait, it does not hold its slot for a predecessor that is not running.
       const process = createWritesProcessor("products", depsFor({ queues: own, waitBudgetMs: 60_000 }));
       await seedProduct(4_220);
-      const [firstId, secondId, otherId] = [`prd-${randomUUID()}`, `prd-${randomUUID()}`, `prd-${randomUUID()}`];
-      const first = { ...patch(4_220, "first", 1, null), id: writeIdOf(firstId, 0) } as Write;
-      const second = { ...patch(4_220, "second", 2, 1, first.id), id: writeIdOf(secondId, 0) } as Write;
+      const { ids: [firstId, secondId], writes: [first, second] } = chainOf(4_220, ["first", "second"]);
+      const otherId = `prd-${randomUUID()}`;
       // The predecessor parked (delayed); the edit after it, and another job, waiting.
       await own.products.add(WRITES_JOB, { writes: [first] }, { jobId: firstId, delay: 60_000 });
       await own.products.add(WRITES_JOB, { writes: [second] }, { jobId: secondId });
@@ -212,8 +222,7 @@ describe("order across carriers", () => {
       const process = createWritesProcessor("products", depsFor({ queues: own, waitBudgetMs: 60_000 }));
       await seedProduct(4_225);
       // Four edits in a chain, shuffled among other jobs: the fourth comes out first.
-      const ids = Array.from({ length: 4 }, () => `prd-${randomUUID()}`);
-      const edits = ids.map((id, k) => ({ ...patch(4_225, `e${k}`, k + 1, k === 0 ? null : k, k === 0 ? undefined : writeIdOf(ids[k - 1]!, 0)), id: writeIdOf(id, 0) }) as Write);
+      const { ids, writes: edits } = chainOf(4_225, ["e0", "e1", "e2", "e3"]);
       const other = async () => {
         const id = `prd-${randomUUID()}`;
         await own.products.add(WRITES_JOB, { writes: [{ ...createOf(4_225), id: writeIdOf(id, 0) } as Write] }, { jobId: id });
@@ -243,9 +252,8 @@ describe("order across carriers", () => {
     await withOwnQueues("wake", "products", async (own, fetcher) => {
       const process = createWritesProcessor("products", depsFor({ queues: own, waitBudgetMs: 60_000 }));
       await seedProduct(4_230);
-      const [firstId, secondId, otherId] = [`prd-${randomUUID()}`, `prd-${randomUUID()}`, `prd-${randomUUID()}`];
-      const first = { ...patch(4_230, "first", 1, null), id: writeIdOf(firstId, 0) } as Write;
-      const second = { ...patch(4_230, "second", 2, 1, first.id), id: writeIdOf(secondId, 0) } as Write;
+      const { ids: [firstId, secondId], writes: [first, second] } = chainOf(4_230, ["first", "second"]);
+      const otherId = `prd-${randomUUID()}`;
       await own.products.add(WRITES_JOB, { writes: [first] }, { jobId: firstId, delay: 60_000 });
       await own.products.add(WRITES_JOB, { writes: [second] }, { jobId: secondId });
       const parkedSecond = (await fetcher.getNextJob("token-1"))!;
@@ -269,9 +277,8 @@ describe("order across carriers", () => {
   it("a job parking just after its predecessor was applied comes back at once (the predecessor found nothing to wake)", async () => {
     await withOwnQueues("late", "products", async (own) => {
       await seedProduct(4_240);
-      const [firstId, secondId] = [`prd-${randomUUID()}`, `prd-${randomUUID()}`];
-      const second = { ...patch(4_240, "second", 2, 1, writeIdOf(firstId, 0)), id: writeIdOf(secondId, 0) } as Write;
-      const envelope = { ...second, queue: "products" as const, timestamp: Date.now(), attemptsMade: 0, redelivered: false };
+      const { ids: [firstId, secondId], writes: [, second] } = chainOf(4_240, ["first", "second"]);
+      const envelope = envelopeOf(second);
       const job = (await own.products.add(WRITES_JOB, { writes: [second] }, { jobId: secondId, delay: 60_000 })) as Job;
       const deps = depsFor({ queues: own });
 
@@ -296,19 +303,16 @@ describe("order across carriers", () => {
         listenForTurns(subscriber, ownPrefix, turns, (err) => {
           throw err;
         });
-        const [firstId, secondId] = [`prd-${randomUUID()}`, `prd-${randomUUID()}`];
-        const first = { ...patch(4_260, "first", 1, null), id: writeIdOf(firstId, 0) } as Write;
-        const second = { ...patch(4_260, "second", 2, 1, first.id), id: writeIdOf(secondId, 0) } as Write;
+        const { ids: [firstId, secondId], writes: [first, second] } = chainOf(4_260, ["first", "second"]);
         await own.products.add(WRITES_JOB, { writes: [second] }, { jobId: secondId });
         // The second is running in "another process", waiting there for the first.
         expect((await fetcher.getNextJob("token-1"))!.id).toBe(secondId);
-        const envelope = (w: Write) => ({ ...w, queue: "products" as const, timestamp: Date.now(), attemptsMade: 0, redelivered: false });
-        await markAwaited({ queues: own, orderWaitMaxMs: 60_000 }, secondId, [envelope(second)]);
+        await markAwaited({ queues: own, orderWaitMaxMs: 60_000 }, secondId, [envelopeOf(second)]);
         await waitFor(async () => (await connection.call("pubsub", "numsub", turnsChannel(ownPrefix)))?.toString().endsWith(",1"), 10_000, "the subscription");
         // It would look again only after ten minutes: only the announcement can wake it in time.
         let woken = false;
         const waiting = turns.wait(600_000, [first.id]).then(() => (woken = true));
-        await wakeSuccessors(own, [envelope(first)]);
+        await wakeSuccessors(own, [envelopeOf(first)]);
         await waitFor(() => woken, 20_000, "the waiting job woken");
         await waiting;
         // The mark is used up: a second settlement announces nothing.
@@ -324,8 +328,7 @@ describe("order across carriers", () => {
       const bulkFetcher = new Worker(BULK_QUEUE, null, { connection, prefix: own.products.opts.prefix! });
       try {
         await seedProduct(4_270);
-        const firstId = `prd-${randomUUID()}`;
-        const first = { ...patch(4_270, "interactive", 1, null), id: writeIdOf(firstId, 0) } as Write;
+        const { ids: [firstId], writes: [first] } = chainOf(4_270, ["interactive"]);
         // The interactive edit before the line is parked: queued, not being applied.
         await own.products.add(WRITES_JOB, { writes: [first] }, { jobId: firstId, delay: 60_000 });
         const line = { line: 1, name: "product.patch" as const, payload: { productId: 4_270, changes: { name: "bulk" } }, seq: 2, prevSeq: 1, prevJobId: first.id };
@@ -379,8 +382,7 @@ describe("order across carriers", () => {
     await withOwnQueues("park", "products", async (own, fetcher) => {
       const process = createWritesProcessor("products", depsFor({ queues: own, waitBudgetMs: 50 }));
       await seedProduct(4_250);
-      const firstId = `prd-${randomUUID()}`;
-      const first = { ...patch(4_250, "first", 1, null), id: writeIdOf(firstId, 0) } as Write;
+      const { ids: [firstId], writes: [first] } = chainOf(4_250, ["first"]);
       // The earlier edit is parked for later: alive, not applied.
       await own.products.add(WRITES_JOB, { writes: [first] }, { jobId: firstId, delay: 60_000 });
       const secondId = `prd-${randomUUID()}`;
