@@ -116,10 +116,16 @@ export class PrivateRedisCluster {
     }, timeoutMs, `${node.addr} to take over slot ${slot}`);
   }
 
-  /** Keys matching the pattern on each master (SCAN is per node on a cluster). */
+  /**
+   * Keys matching the pattern on each master (SCAN is per node on a cluster). Each node
+   * says itself whether it is a master: one node's CLUSTER NODES can still list a fresh
+   * replica as a master on a busy machine, and its copies of the keys would count.
+   */
   async keysPerMaster(pattern: string): Promise<Map<string, number>> {
     const out = new Map<string, number>();
-    for (const node of (await this.nodes()).filter((n) => n.role === "master")) {
+    for (const node of await this.nodes()) {
+      const role = (await this.command(node.port, (r) => r.role())) as unknown[];
+      if (role[0] !== "master") continue;
       const count = await this.command(node.port, async (r) => {
         let cursor = "0";
         let n = 0;
